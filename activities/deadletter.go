@@ -1,0 +1,67 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+
+	"github.com/IBM/sarama"
+)
+
+// Dead-letter headers. Messages refused by the bridge carry the original topic, partition and
+// offset; jobs that failed in the workflow carry the workflow ID and the attempts.
+const (
+	HeaderReason     = "reason"
+	HeaderStage      = "stage"
+	HeaderErrorType  = "error_type"
+	HeaderAttempts   = "attempts"
+	HeaderWorkflowID = "workflow_id"
+	HeaderJobID      = "job_id"
+	HeaderTopic      = "original_topic"
+	HeaderPartition  = "original_partition"
+	HeaderOffset     = "original_offset"
+)
+
+// DeadLetterInput is a job that exhausted its retries.
+type DeadLetterInput struct {
+	JobID string
+	// Message is the original job message value; Key its key.
+	Message    []byte
+	Key        []byte
+	Reason     string
+	Stage      string
+	ErrorType  string
+	Attempts   int
+	WorkflowID string
+	// Source is where the job message was read, when known.
+	SourceTopic     string
+	SourcePartition int32
+	SourceOffset    int64
+}
+
+// DeadLetter publishes the job to the dead-letter topic, keyed by its job ID.
+func (a *Transfer) DeadLetter(ctx context.Context, in DeadLetterInput) error {
+	msg := &sarama.ProducerMessage{
+		Topic: a.DLQTopic,
+		Key:   sarama.ByteEncoder(in.JobID),
+		Value: sarama.ByteEncoder(in.Message),
+		Headers: []sarama.RecordHeader{
+			{Key: []byte(HeaderReason), Value: []byte(in.Reason)},
+			{Key: []byte(HeaderStage), Value: []byte(in.Stage)},
+			{Key: []byte(HeaderErrorType), Value: []byte(in.ErrorType)},
+			{Key: []byte(HeaderAttempts), Value: []byte(strconv.Itoa(in.Attempts))},
+			{Key: []byte(HeaderWorkflowID), Value: []byte(in.WorkflowID)},
+			{Key: []byte(HeaderJobID), Value: []byte(in.JobID)},
+		},
+	}
+	if in.SourceTopic != "" {
+		msg.Headers = append(msg.Headers,
+			sarama.RecordHeader{Key: []byte(HeaderTopic), Value: []byte(in.SourceTopic)},
+			sarama.RecordHeader{Key: []byte(HeaderPartition), Value: []byte(strconv.Itoa(int(in.SourcePartition)))},
+			sarama.RecordHeader{Key: []byte(HeaderOffset), Value: []byte(strconv.FormatInt(in.SourceOffset, 10))})
+	}
+	if _, _, err := a.DLQ.SendMessage(msg); err != nil {
+		return fmt.Errorf("dead-letter %s to %s: %w", in.JobID, a.DLQTopic, err)
+	}
+	return nil
+}

@@ -1,0 +1,241 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"golang.org/x/sync/errgroup"
+	"golang.org/x/sys/unix"
+)
+
+// DownloadInput says what to fetch and how to split it.
+type DownloadInput struct {
+	JobID      string
+	RemotePath string
+	// Size is the remote size from Stat; the file must still have it.
+	Size      int64
+	RangeSize int64
+	// Connections overrides the worker's default when > 0.
+	Connections int
+}
+
+// DownloadResult reports one successful download attempt.
+type DownloadResult struct {
+	Size int64
+	// Fetched is what this attempt read from the server; Resumed what it kept from earlier attempts.
+	Fetched     int64
+	Resumed     int64
+	Seconds     float64
+	BytesPerSec float64
+	Attempt     int32
+	HostID      string
+	Connections int
+}
+
+// StagingName is the staging file of a job.
+func StagingName(jobID string) string { return jobID + ".part" }
+
+// Download fetches the remote file into staging/<job id>.part over several SFTP connections, each
+// taking whole ranges from a shared list and writing them in place with WriteAt. Every Heartbeat it
+// syncs the file and records the finished ranges; a retry (on this host, after a crash too) trusts
+// those ranges when the staging file is still there with the expected size, and fetches only the
+// rest. Memory stays at Connections × ChunkSize whatever the file size.
+func (a *Transfer) Download(ctx context.Context, in DownloadInput) (DownloadResult, error) {
+	start := time.Now()
+	info := activity.GetInfo(ctx)
+	name := StagingName(in.JobID)
+	n := NumRanges(in.Size, in.RangeSize)
+	done := map[int]bool{}
+
+	var prev Progress
+	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil &&
+		prev.Size == in.Size && prev.RangeSize == in.RangeSize {
+		if fi, err := a.Staging.Stat(name); err == nil && fi.Size() == in.Size {
+			done = DoneSet(prev.Done, n)
+		}
+	}
+	resumed := DoneBytes(done, in.Size, in.RangeSize)
+
+	flags := os.O_RDWR | os.O_CREATE
+	if len(done) == 0 {
+		flags |= os.O_TRUNC
+	}
+	f, err := a.Staging.OpenFile(name, flags, 0o644)
+	if err != nil {
+		return DownloadResult{}, fmt.Errorf("open staging %s: %w", name, err)
+	}
+	defer f.Close()
+	if len(done) == 0 && in.Size > 0 {
+		if err := f.Truncate(in.Size); err != nil {
+			return DownloadResult{}, fmt.Errorf("size staging %s: %w", name, err)
+		}
+		_ = unix.Fallocate(int(f.Fd()), 0, 0, in.Size) // best effort: reserve the blocks now
+	}
+	if resumed > 0 {
+		a.log().Info("download resumes", "job", in.JobID, "resumed_bytes", resumed, "size", in.Size, "attempt", info.Attempt)
+	}
+
+	conns := in.Connections
+	if conns <= 0 {
+		conns = a.Connections
+	}
+	missing := Missing(done, n)
+	conns = max(1, min(conns, len(missing)))
+
+	var (
+		mu      sync.Mutex
+		fetched atomic.Int64
+	)
+	progress := func() Progress {
+		mu.Lock()
+		spans := Spans(done)
+		bytesDone := DoneBytes(done, in.Size, in.RangeSize)
+		mu.Unlock()
+		el := time.Since(start).Seconds()
+		return Progress{Size: in.Size, RangeSize: in.RangeSize, Done: spans, BytesDone: bytesDone,
+			BytesPerSec: float64(fetched.Load()) / max(el, 1e-3), Ranges: n, Connections: conns}
+	}
+	heartbeat := func() {
+		p := progress() // snapshot first: every range in it is written before the sync below
+		if err := f.Sync(); err != nil {
+			a.log().Warn("sync staging", "job", in.JobID, "err", err)
+			return
+		}
+		activity.RecordHeartbeat(ctx, p)
+	}
+
+	hbStop := make(chan struct{})
+	hbDone := make(chan struct{})
+	go func() {
+		defer close(hbDone)
+		t := time.NewTicker(a.heartbeatEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				heartbeat()
+			case <-hbStop:
+				return
+			}
+		}
+	}()
+
+	g, gctx := errgroup.WithContext(ctx)
+	work := make(chan int)
+	g.Go(func() error {
+		defer close(work)
+		for _, i := range missing {
+			select {
+			case work <- i:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		return nil
+	})
+	if len(missing) > 0 {
+		for range conns {
+			g.Go(func() error {
+				return a.fetchRanges(gctx, in, f, work, func(i int, b int64) {
+					if b > 0 {
+						fetched.Add(b)
+					}
+					if i >= 0 {
+						mu.Lock()
+						done[i] = true
+						mu.Unlock()
+					}
+				})
+			})
+		}
+	}
+	err = g.Wait()
+	close(hbStop)
+	<-hbDone
+	heartbeat() // keep what this attempt finished, even when it failed
+	if err != nil {
+		if ctx.Err() != nil {
+			return DownloadResult{}, ctx.Err()
+		}
+		return DownloadResult{}, classify("download "+in.RemotePath, err)
+	}
+	el := time.Since(start).Seconds()
+	res := DownloadResult{Size: in.Size, Fetched: fetched.Load(), Resumed: resumed, Seconds: el,
+		Attempt: info.Attempt, HostID: a.HostID, Connections: conns}
+	if el > 0 {
+		res.BytesPerSec = float64(res.Fetched) / el
+	}
+	a.log().Info("download done", "job", in.JobID, "size", in.Size, "fetched", res.Fetched, "resumed", resumed,
+		"seconds", fmt.Sprintf("%.3f", el), "connections", conns, "attempt", info.Attempt)
+	return res, nil
+}
+
+func (a *Transfer) heartbeatEvery() time.Duration {
+	if a.Heartbeat > 0 {
+		return a.Heartbeat
+	}
+	return time.Second
+}
+
+// fetchRanges runs one connection: it takes range indices from work until it is closed, reports
+// bytes as they land (i = -1) and each finished range.
+func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File, work <-chan int, report func(i int, b int64)) error {
+	c, err := a.SFTP.Dial(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblock reads on cancel
+	defer stop()
+	rf, err := c.Open(in.RemotePath)
+	if err != nil {
+		return err
+	}
+	defer rf.Close()
+	fi, err := rf.Stat()
+	if err != nil {
+		return err
+	}
+	if fi.Size() != in.Size {
+		return final(ErrTypeRemoteChanged, fmt.Sprintf("%s: size now %d, was %d", in.RemotePath, fi.Size(), in.Size))
+	}
+	chunk := a.ChunkSize
+	if chunk <= 0 {
+		chunk = 1 << 20
+	}
+	buf := make([]byte, min(int64(chunk), max(in.RangeSize, 1)))
+	for i := range work {
+		off, end := RangeBounds(i, in.Size, in.RangeSize)
+		for off < end {
+			m := min(int64(len(buf)), end-off)
+			k, rerr := rf.ReadAt(buf[:m], off)
+			if k > 0 {
+				if _, werr := f.WriteAt(buf[:k], off); werr != nil {
+					return fmt.Errorf("write staging: %w", werr)
+				}
+				off += int64(k)
+				report(-1, int64(k))
+			}
+			if rerr != nil {
+				if errors.Is(rerr, io.EOF) && off < end {
+					return final(ErrTypeRemoteChanged, fmt.Sprintf("%s: ends at %d, expected %d bytes", in.RemotePath, off, in.Size))
+				}
+				if !errors.Is(rerr, io.EOF) {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					return rerr
+				}
+			}
+		}
+		report(i, 0)
+	}
+	return nil
+}

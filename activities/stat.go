@@ -1,0 +1,62 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+)
+
+// StatInput asks for a remote file's size and age.
+type StatInput struct {
+	RemotePath string
+	// ExpectedSize is the size the job announced, or -1.
+	ExpectedSize int64
+	// MinAge refuses files modified less than this long ago; they may still be growing.
+	MinAge time.Duration
+}
+
+// StatResult describes the remote file.
+type StatResult struct {
+	Size    int64
+	ModTime time.Time
+}
+
+// Stat looks at the remote file. A missing file, a directory or a size other than the announced one
+// are final; a file younger than MinAge is retried once it is old enough.
+func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
+	c, err := a.SFTP.Dial(ctx)
+	if err != nil {
+		return StatResult{}, classify("stat", err)
+	}
+	defer c.Close()
+	fi, err := c.Stat(in.RemotePath)
+	if err != nil {
+		return StatResult{}, classify("stat "+in.RemotePath, err)
+	}
+	if !fi.Mode().IsRegular() {
+		return StatResult{}, final(ErrTypeNotRegular, fmt.Sprintf("stat %s: not a regular file (%s)", in.RemotePath, fi.Mode()))
+	}
+	if in.ExpectedSize >= 0 && fi.Size() != in.ExpectedSize {
+		return StatResult{}, final(ErrTypeSizeMismatch, fmt.Sprintf("stat %s: size %d, job says %d", in.RemotePath, fi.Size(), in.ExpectedSize))
+	}
+	if age := a.now().Sub(fi.ModTime()); in.MinAge > 0 && age < in.MinAge {
+		wait := in.MinAge - age
+		return StatResult{}, temporal.NewApplicationErrorWithOptions(
+			fmt.Sprintf("stat %s: modified %s ago, younger than min_age %s", in.RemotePath, age.Round(time.Second), in.MinAge),
+			ErrTypeTooYoung, temporal.ApplicationErrorOptions{NextRetryDelay: wait})
+	}
+	return StatResult{Size: fi.Size(), ModTime: fi.ModTime()}, nil
+}
+
+// HostClaim names the worker host that will run a job's host-bound steps.
+type HostClaim struct {
+	HostID string
+	Queue  string
+}
+
+// ClaimHost runs on the shared task queue; whichever worker picks it up offers its own host queue.
+func (a *Transfer) ClaimHost(ctx context.Context) (HostClaim, error) {
+	return HostClaim{HostID: a.HostID, Queue: a.HostQueue}, nil
+}

@@ -1,0 +1,104 @@
+// Package activities holds the activities of the FileTransfer workflow. Each is a method on Transfer,
+// whose fields are the clients it needs, built once by the worker. Activities that touch the staging
+// or completed folders run on the host-specific task queue of the worker that holds them.
+package activities
+
+import (
+	"errors"
+	"io/fs"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"github.com/pkg/sftp"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/sftpdial"
+)
+
+// Error types: the ApplicationError type names the workflow, the audit trail and the dashboard
+// use. The ones marked final are non-retryable.
+const (
+	ErrTypeRemoteNotFound   = "RemoteNotFound"   // final
+	ErrTypePermission       = "PermissionDenied" // final
+	ErrTypeHostKey          = "HostKeyMismatch"  // final
+	ErrTypeAuth             = "AuthRefused"      // final
+	ErrTypeNotRegular       = "NotARegularFile"  // final
+	ErrTypeSizeMismatch     = "SizeMismatch"     // final
+	ErrTypeRemoteChanged    = "RemoteChanged"    // final: the file changed while being fetched
+	ErrTypeTooYoung         = "FileTooYoung"     // retried after the remaining age
+	ErrTypeChecksumMismatch = "ChecksumMismatch" // final for the attempt; the workflow re-downloads
+	ErrTypeStagingMissing   = "StagingMissing"   // final for the attempt; the workflow re-downloads
+)
+
+// Transfer carries the clients of every activity. Fields a worker does not need may be nil: the
+// shared-queue worker has no staging folder, the host worker no Kafka producer. Methods are safe
+// for concurrent use.
+type Transfer struct {
+	SFTP *sftpdial.Dialer
+	S3   *s3.Client
+	// Bucket receives the uploads.
+	Bucket string
+	// PartSize and Concurrency tune the multipart upload.
+	PartSize    int64
+	Concurrency int
+	Audit       *audit.Store
+	// DLQ publishes dead letters to DLQTopic.
+	DLQ      sarama.SyncProducer
+	DLQTopic string
+	// Staging holds <job id>.part files; Completed holds promoted files under their keys.
+	Staging   *os.Root
+	Completed *os.Root
+	// HostID and HostQueue name this worker's host and its task queue.
+	HostID    string
+	HostQueue string
+	// Connections is the number of SFTP connections a download opens.
+	Connections int
+	// ChunkSize is the read buffer per connection (memory per download = Connections × ChunkSize).
+	ChunkSize int
+	// Heartbeat is how often Download syncs the staging file and records its progress.
+	Heartbeat time.Duration
+	Now       func() time.Time
+	Logger    *slog.Logger
+}
+
+func (a *Transfer) now() time.Time {
+	if a.Now != nil {
+		return a.Now()
+	}
+	return time.Now()
+}
+
+func (a *Transfer) log() *slog.Logger {
+	if a.Logger != nil {
+		return a.Logger
+	}
+	return slog.Default()
+}
+
+// classify turns SFTP and SSH errors into Temporal errors: the ones a retry cannot fix become
+// non-retryable with a type name; the rest stay retryable.
+func classify(op string, err error) error {
+	if err == nil {
+		return nil
+	}
+	var se *sftp.StatusError
+	switch {
+	case errors.Is(err, sftpdial.ErrHostKey):
+		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), ErrTypeHostKey, nil)
+	case errors.Is(err, sftpdial.ErrAuth):
+		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), ErrTypeAuth, nil)
+	case errors.Is(err, fs.ErrNotExist), errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxNoSuchFile:
+		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), ErrTypeRemoteNotFound, nil)
+	case errors.Is(err, fs.ErrPermission), errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxPermissionDenied:
+		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), ErrTypePermission, nil)
+	}
+	return err
+}
+
+func final(typ, msg string) error {
+	return temporal.NewNonRetryableApplicationError(msg, typ, nil)
+}

@@ -1,0 +1,87 @@
+package activities
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+)
+
+// VerifyInput names the staging file and the checksum it must have.
+type VerifyInput struct {
+	JobID string
+	// MD5 is the expected lowercase hex digest, or "" to only compute it.
+	MD5  string
+	Size int64
+}
+
+// VerifyResult carries the computed digest.
+type VerifyResult struct {
+	MD5 string
+}
+
+// Verify computes the MD5 of the staging file. On a mismatch it deletes the file, so the next
+// download starts clean, and fails with ChecksumMismatch (non-retryable: the workflow decides
+// whether to download again).
+func (a *Transfer) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error) {
+	name := StagingName(in.JobID)
+	f, err := a.Staging.Open(name)
+	if errors.Is(err, fs.ErrNotExist) {
+		return VerifyResult{}, final(ErrTypeStagingMissing, "verify: staging file "+name+" is gone")
+	}
+	if err != nil {
+		return VerifyResult{}, fmt.Errorf("verify open: %w", err)
+	}
+	defer f.Close()
+	h := md5.New()
+	r := &countReader{r: f}
+	t := time.NewTicker(a.heartbeatEvery())
+	defer t.Stop()
+	buf := make([]byte, 1<<20)
+	for {
+		n, err := r.Read(buf)
+		h.Write(buf[:n])
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return VerifyResult{}, fmt.Errorf("verify read: %w", err)
+		}
+		select {
+		case <-t.C:
+			activity.RecordHeartbeat(ctx, r.n)
+		case <-ctx.Done():
+			return VerifyResult{}, ctx.Err()
+		default:
+		}
+	}
+	if r.n != in.Size {
+		return VerifyResult{}, fmt.Errorf("verify: staging has %d bytes, expected %d", r.n, in.Size)
+	}
+	sum := hex.EncodeToString(h.Sum(nil))
+	if in.MD5 != "" && sum != in.MD5 {
+		f.Close()
+		if err := a.Staging.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			a.log().Warn("remove staging after mismatch", "job", in.JobID, "err", err)
+		}
+		return VerifyResult{MD5: sum}, final(ErrTypeChecksumMismatch, fmt.Sprintf("md5 %s, job says %s", sum, in.MD5))
+	}
+	return VerifyResult{MD5: sum}, nil
+}
+
+type countReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,195 @@
+package main
+
+import (
+	"context"
+	"crypto/md5"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"time"
+
+	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/starter"
+	"github.com/kafkasync/kafkasync/workers"
+	"github.com/kafkasync/kafkasync/workflows"
+)
+
+func (a *app) devCmd() *cobra.Command {
+	var demo bool
+	cmd := &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole pipeline on this machine: every server on loopback, plus worker, bridge and dashboard",
+		Long: `dev starts real servers on loopback, each on the port in the [dev] config section:
+  Kafka-protocol broker (franz-go kfake, in process)  :9092
+  Temporal dev server, Web UI                          :7233, :8233
+  SFTP server (pkg/sftp, in process)                   :2222
+  S3-API server (versitygw)                            :9000
+  PostgreSQL (initdb + postgres)                       :5433
+  dashboard                                            :8080
+then runs a worker, the bridge and the dashboard against them. Data lives in dev.dir
+(.kafkasync/), so a restart keeps the jobs. When everything is up it writes .kafkasync/dev.env
+with one NAME=value line per endpoint. Ctrl-C stops everything it started.
+
+With --demo it also drops sample files on the SFTP server and submits a job for each.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return a.runDev(cmd.Context(), cmd.OutOrStdout(), demo) },
+	}
+	cmd.Flags().BoolVar(&demo, "demo", false, "drop sample files on the SFTP server and submit jobs for them")
+	return cmd
+}
+
+func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
+	cfg := a.cfg
+	dir := cfg.Dev.Dir
+	logFile, err := openLog(filepath.Join(dir, "servers.log"))
+	if err != nil {
+		return err
+	}
+	defer logFile.Close()
+	fmt.Fprintf(out, "starting servers (their logs: %s) ...\n", logFile.Name())
+	st, err := devstack.Start(ctx, devstack.Options{
+		Dir: dir, BinDir: cfg.Dev.BinDir, Ports: cfg.Dev, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic},
+		Bucket: cfg.S3.Bucket, S3AccessKey: cfg.S3.AccessKey, S3SecretKey: cfg.S3.SecretKey.Reveal(),
+		Log: logFile, Logger: a.log,
+	})
+	if err != nil {
+		return err
+	}
+	defer st.Stop()
+	st.Apply(&cfg)
+	cfg.UI.Listen = "127.0.0.1:" + strconv.Itoa(cfg.Dev.UIPort)
+	cfg.UI.PublicURL = "http://" + cfg.UI.Listen
+	cfg.Transfer.StagingDir = filepath.Join(dir, "data", "staging")
+	cfg.Transfer.CompletedDir = filepath.Join(dir, "data", "completed")
+	envFile := filepath.Join(dir, "dev.env")
+	if err := st.WriteEnv(envFile, cfg); err != nil {
+		return err
+	}
+
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return a.runWorker(gctx, cfg) })
+	g.Go(func() error { return a.runBridge(gctx, cfg) })
+	g.Go(func() error { return a.runUI(gctx, cfg) })
+
+	fmt.Fprintf(out, `
+kafkasync dev is up. Where to look:
+  dashboard         %s
+  Temporal Web UI   %s
+  S3 bucket         s3://%s at %s (objects as files under %s)
+  audit table       psql '%s' -c 'SELECT job_id, status, size_bytes, bytes_per_sec FROM jobs'
+  SFTP server       sftp -P %d -i %s -o UserKnownHostsFile=%s %s@127.0.0.1  (serves %s)
+  submit a job      put a file under %s, then: kafkasync submit --remote-path /<file> --md5-from <file>
+  endpoints         %s
+Ctrl-C stops everything.
+`, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
+		st.Postgres.DSN, portOf(st.SFTP.Addr), st.SFTP.KeyFile, st.SFTP.KnownHosts, st.SFTP.User, st.SFTP.Root,
+		st.SFTP.Root, envFile)
+
+	if demo {
+		g.Go(func() error { return a.runDemo(gctx, out, cfg, st) })
+	}
+	err = g.Wait()
+	fmt.Fprintln(out, "stopping ...")
+	return err
+}
+
+func portOf(addr string) int {
+	_, p, _ := net.SplitHostPort(addr)
+	n, _ := strconv.Atoi(p)
+	return n
+}
+
+func openLog(file string) (*os.File, error) {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenFile(file, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+}
+
+// runDemo writes sample files into the SFTP root, submits a job per file and reports the outcome.
+func (a *app) runDemo(ctx context.Context, out io.Writer, cfg config.Config, st *devstack.Stack) error {
+	sizes := []int64{0, 1, 64 << 10, 1 << 20, 8 << 20, 32 << 20}
+	prod, err := workers.NewProducer(cfg.Kafka)
+	if err != nil {
+		return err
+	}
+	defer prod.Close()
+	c, err := workers.Dial(ctx, cfg.Temporal, a.log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	stamp := time.Now().UTC().Format("20060102-150405")
+	var ids []string
+	for i, size := range sizes {
+		rel := fmt.Sprintf("demo/%s/sample-%d.bin", stamp, i)
+		sum, err := writeRandom(filepath.Join(st.SFTP.Root, rel), size)
+		if err != nil {
+			return err
+		}
+		j := job.Job{ID: fmt.Sprintf("demo-%s-%d", stamp, i), RemotePath: "/" + rel, MD5: sum, Size: size}
+		if _, _, _, err := starter.Submit(prod, cfg.Kafka.JobsTopic, j); err != nil {
+			return err
+		}
+		ids = append(ids, j.ID)
+	}
+	fmt.Fprintf(out, "demo: submitted %d jobs (sizes %v bytes) for files under %s\n", len(ids), sizes,
+		filepath.Join(st.SFTP.Root, "demo", stamp))
+	for _, id := range ids {
+		r, err := waitWorkflow(ctx, c, job.Job{ID: id}.WorkflowID())
+		if err != nil {
+			fmt.Fprintf(out, "demo: %s: %v\n", id, err)
+			continue
+		}
+		fmt.Fprintf(out, "demo: %s: %d bytes, md5 %s -> s3://%s/%s (download %.1f MB/s)\n", id, r.Size, r.MD5,
+			r.Bucket, r.Key, r.Download.BytesPerSec/1e6)
+	}
+	fmt.Fprintf(out, "demo: done; see %s\n", cfg.UI.PublicURL)
+	return nil
+}
+
+
+// waitWorkflow waits for the workflow to exist and to finish.
+func waitWorkflow(ctx context.Context, c client.Client, id string) (workflows.Result, error) {
+	var r workflows.Result
+	for {
+		err := c.GetWorkflow(ctx, id, "").Get(ctx, &r)
+		if err == nil || !isNotFound(err) || ctx.Err() != nil {
+			return r, err
+		}
+		select {
+		case <-ctx.Done():
+			return r, ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+func writeRandom(file string, size int64) (string, error) {
+	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
+		return "", err
+	}
+	f, err := os.Create(file)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	h := md5.New()
+	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, size); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(h.Sum(nil)), f.Close()
+}

@@ -1,0 +1,23 @@
+INSERT INTO jobs AS j (job_id, status, remote_path, size_bytes, md5_expected, md5_actual, s3_bucket, s3_key,
+                       workflow_id, run_id, host, attempts, bytes_per_sec, error, created_at, started_at,
+                       finished_at, updated_at)
+VALUES (@job_id, @status, @remote_path, @size_bytes, @md5_expected, @md5_actual, @s3_bucket, @s3_key,
+        @workflow_id, @run_id, @host, COALESCE(@attempts, 0), @bytes_per_sec, @error, @at, @started_at,
+        @finished_at, @at)
+ON CONFLICT (job_id) DO UPDATE SET
+    status        = EXCLUDED.status,
+    remote_path   = EXCLUDED.remote_path,
+    workflow_id   = EXCLUDED.workflow_id,
+    run_id        = EXCLUDED.run_id,
+    size_bytes    = COALESCE(EXCLUDED.size_bytes, j.size_bytes),
+    md5_expected  = COALESCE(EXCLUDED.md5_expected, j.md5_expected),
+    md5_actual    = COALESCE(EXCLUDED.md5_actual, j.md5_actual),
+    s3_bucket     = COALESCE(EXCLUDED.s3_bucket, j.s3_bucket),
+    s3_key        = COALESCE(EXCLUDED.s3_key, j.s3_key),
+    host          = COALESCE(EXCLUDED.host, j.host),
+    attempts      = GREATEST(EXCLUDED.attempts, j.attempts),
+    bytes_per_sec = COALESCE(EXCLUDED.bytes_per_sec, j.bytes_per_sec),
+    error         = CASE WHEN EXCLUDED.status = 'SUCCEEDED' THEN NULL ELSE COALESCE(EXCLUDED.error, j.error) END,
+    started_at    = COALESCE(j.started_at, EXCLUDED.started_at),
+    finished_at   = EXCLUDED.finished_at,
+    updated_at    = EXCLUDED.updated_at

@@ -1,0 +1,351 @@
+// Package config loads kafkasync's configuration: built-in defaults, then one TOML file, then
+// environment variables named KAFKASYNC_<SECTION>_<KEY>. Secrets are typed so that they never print.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+	"github.com/caarlos0/env/v11"
+)
+
+// EnvPrefix starts the name of every environment variable that overrides a config key.
+const EnvPrefix = "KAFKASYNC_"
+
+// Config is the whole configuration. Each component receives only its own section.
+type Config struct {
+	Kafka    Kafka    `toml:"kafka" envPrefix:"KAFKA_"`
+	Temporal Temporal `toml:"temporal" envPrefix:"TEMPORAL_"`
+	SFTP     SFTP     `toml:"sftp" envPrefix:"SFTP_"`
+	Transfer Transfer `toml:"transfer" envPrefix:"TRANSFER_"`
+	S3       S3       `toml:"s3" envPrefix:"S3_"`
+	Postgres Postgres `toml:"postgres" envPrefix:"POSTGRES_"`
+	UI       UI       `toml:"ui" envPrefix:"UI_"`
+	Log      Log      `toml:"log" envPrefix:"LOG_"`
+	Dev      Dev      `toml:"dev" envPrefix:"DEV_"`
+}
+
+// Kafka is where jobs come from and where dead letters go.
+type Kafka struct {
+	Brokers   []string `toml:"brokers" env:"BROKERS" envSeparator:","`
+	JobsTopic string   `toml:"jobs_topic" env:"JOBS_TOPIC"`
+	// DLQTopic defaults to JobsTopic + ".dlq".
+	DLQTopic string `toml:"dlq_topic" env:"DLQ_TOPIC"`
+	Group    string `toml:"group" env:"GROUP"`
+	ClientID string `toml:"client_id" env:"CLIENT_ID"`
+}
+
+// Temporal says how to reach the Temporal frontend.
+type Temporal struct {
+	Address   string `toml:"address" env:"ADDRESS"`
+	Namespace string `toml:"namespace" env:"NAMESPACE"`
+	TaskQueue string `toml:"task_queue" env:"TASK_QUEUE"`
+	// UIURL is the Temporal Web UI's base URL, used for links from the dashboard.
+	UIURL string `toml:"ui_url" env:"UI_URL"`
+}
+
+// SFTP says how to reach and authenticate to the SFTP server, and how to verify its host key.
+type SFTP struct {
+	Addr     string `toml:"addr" env:"ADDR"`
+	User     string `toml:"user" env:"USER"`
+	Password Secret `toml:"password" env:"PASSWORD"`
+	KeyFile  string `toml:"key_file" env:"KEY_FILE"`
+	// KnownHosts is an OpenSSH known_hosts file holding the server's host key.
+	KnownHosts string `toml:"known_hosts" env:"KNOWN_HOSTS"`
+	// HostKey pins the server's public key ("ssh-ed25519 AAAA…"); used when KnownHosts is empty.
+	HostKey     string   `toml:"host_key" env:"HOST_KEY"`
+	DialTimeout Duration `toml:"dial_timeout" env:"DIAL_TIMEOUT"`
+}
+
+// Transfer tunes the workflow and the worker's local directories.
+type Transfer struct {
+	StagingDir   string   `toml:"staging_dir" env:"STAGING_DIR"`
+	CompletedDir string   `toml:"completed_dir" env:"COMPLETED_DIR"`
+	Connections  int      `toml:"connections" env:"CONNECTIONS"`
+	RangeSize    ByteSize `toml:"range_size" env:"RANGE_SIZE"`
+	// MinAge refuses files modified more recently than this (they may still be growing).
+	MinAge Duration `toml:"min_age" env:"MIN_AGE"`
+	// HostID names this worker's host-specific task queue; default: the hostname.
+	HostID           string   `toml:"host_id" env:"HOST_ID"`
+	HeartbeatTimeout Duration `toml:"heartbeat_timeout" env:"HEARTBEAT_TIMEOUT"`
+	// HostTimeout is how long a host-bound step may wait for its host before the workflow moves the
+	// job to another host (schedule-to-start timeout).
+	HostTimeout    Duration `toml:"host_timeout" env:"HOST_TIMEOUT"`
+	MaxAttempts    int      `toml:"max_attempts" env:"MAX_ATTEMPTS"`
+	VerifyAttempts int      `toml:"verify_attempts" env:"VERIFY_ATTEMPTS"`
+	RetryInterval  Duration `toml:"retry_interval" env:"RETRY_INTERVAL"`
+	// HostMoves bounds how often a job may move to another host.
+	HostMoves int `toml:"host_moves" env:"HOST_MOVES"`
+}
+
+// S3 is the destination bucket.
+type S3 struct {
+	Endpoint    string   `toml:"endpoint" env:"ENDPOINT"`
+	Region      string   `toml:"region" env:"REGION"`
+	Bucket      string   `toml:"bucket" env:"BUCKET"`
+	AccessKey   string   `toml:"access_key" env:"ACCESS_KEY"`
+	SecretKey   Secret   `toml:"secret_key" env:"SECRET_KEY"`
+	PathStyle   bool     `toml:"path_style" env:"PATH_STYLE"`
+	PartSize    ByteSize `toml:"part_size" env:"PART_SIZE"`
+	Concurrency int      `toml:"concurrency" env:"CONCURRENCY"`
+}
+
+// Postgres is the audit database.
+type Postgres struct {
+	DSN Secret `toml:"dsn" env:"DSN"`
+}
+
+// UI is the dashboard.
+type UI struct {
+	Listen string `toml:"listen" env:"LISTEN"`
+	// PublicURL is how users reach the dashboard; default http://<Listen>.
+	PublicURL string `toml:"public_url" env:"PUBLIC_URL"`
+}
+
+// Log configures log/slog.
+type Log struct {
+	Level  string `toml:"level" env:"LEVEL"`
+	Format string `toml:"format" env:"FORMAT"` // text or json
+}
+
+// Dev configures the embedded stack of `kafkasync dev`: the data directory and one port per server.
+type Dev struct {
+	Dir          string `toml:"dir" env:"DIR"`
+	BinDir       string `toml:"bin_dir" env:"BIN_DIR"`
+	KafkaPort    int    `toml:"kafka_port" env:"KAFKA_PORT"`
+	TemporalPort int    `toml:"temporal_port" env:"TEMPORAL_PORT"`
+	TemporalUI   int    `toml:"temporal_ui_port" env:"TEMPORAL_UI_PORT"`
+	SFTPPort     int    `toml:"sftp_port" env:"SFTP_PORT"`
+	S3Port       int    `toml:"s3_port" env:"S3_PORT"`
+	PGPort       int    `toml:"postgres_port" env:"POSTGRES_PORT"`
+	UIPort       int    `toml:"ui_port" env:"UI_PORT"`
+}
+
+// Default returns the built-in defaults: every endpoint points at the embedded dev stack.
+func Default() Config {
+	return Config{
+		Kafka: Kafka{
+			Brokers:   []string{"127.0.0.1:9092"},
+			JobsTopic: "kafkasync.jobs",
+			Group:     "kafkasync-bridge",
+			ClientID:  "kafkasync",
+		},
+		Temporal: Temporal{
+			Address:   "127.0.0.1:7233",
+			Namespace: "default",
+			TaskQueue: "kafkasync",
+			UIURL:     "http://127.0.0.1:8233",
+		},
+		SFTP: SFTP{
+			Addr:        "127.0.0.1:2222",
+			User:        "kafkasync",
+			KnownHosts:  ".kafkasync/sftp/known_hosts",
+			KeyFile:     ".kafkasync/sftp/client_key",
+			DialTimeout: Duration(10 * time.Second),
+		},
+		Transfer: Transfer{
+			StagingDir:       ".kafkasync/data/staging",
+			CompletedDir:     ".kafkasync/data/completed",
+			Connections:      4,
+			RangeSize:        8 << 20,
+			HeartbeatTimeout: Duration(30 * time.Second),
+			HostTimeout:      Duration(5 * time.Minute),
+			MaxAttempts:      8,
+			VerifyAttempts:   2,
+			RetryInterval:    Duration(time.Second),
+			HostMoves:        3,
+		},
+		S3: S3{
+			Endpoint:    "http://127.0.0.1:9000",
+			Region:      "us-east-1",
+			Bucket:      "kafkasync",
+			AccessKey:   "kafkasync",
+			SecretKey:   "kafkasync-dev-secret",
+			PathStyle:   true,
+			PartSize:    16 << 20,
+			Concurrency: 4,
+		},
+		Postgres: Postgres{DSN: "postgres://postgres@127.0.0.1:5433/kafkasync?sslmode=disable"},
+		UI:       UI{Listen: "127.0.0.1:8080"},
+		Log:      Log{Level: "info", Format: "text"},
+		Dev: Dev{
+			Dir:          ".kafkasync",
+			BinDir:       "bin",
+			KafkaPort:    9092,
+			TemporalPort: 7233,
+			TemporalUI:   8233,
+			SFTPPort:     2222,
+			S3Port:       9000,
+			PGPort:       5433,
+			UIPort:       8080,
+		},
+	}
+}
+
+// Load returns the defaults overlaid with the TOML file at path (skipped when path is empty) and then
+// with KAFKASYNC_* environment variables from environ (os.Environ() format).
+func Load(path string, environ []string) (Config, error) {
+	cfg := Default()
+	if path != "" {
+		md, err := toml.DecodeFile(path, &cfg)
+		if err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+		if und := md.Undecoded(); len(und) > 0 {
+			keys := make([]string, len(und))
+			for i, k := range und {
+				keys[i] = k.String()
+			}
+			return Config{}, fmt.Errorf("config %s: unknown keys: %s", path, strings.Join(keys, ", "))
+		}
+	}
+	envs := map[string]string{}
+	for _, kv := range environ {
+		if k, v, ok := strings.Cut(kv, "="); ok && strings.HasPrefix(k, EnvPrefix) {
+			envs[k] = v
+		}
+	}
+	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: EnvPrefix, Environment: envs}); err != nil {
+		return Config{}, fmt.Errorf("environment: %w", err)
+	}
+	cfg.fill()
+	return cfg, cfg.Validate()
+}
+
+func (c *Config) fill() {
+	if c.Kafka.DLQTopic == "" {
+		c.Kafka.DLQTopic = c.Kafka.JobsTopic + ".dlq"
+	}
+	if c.Transfer.HostID == "" {
+		c.Transfer.HostID, _ = os.Hostname()
+	}
+	if c.UI.PublicURL == "" {
+		c.UI.PublicURL = "http://" + c.UI.Listen
+	}
+}
+
+// Validate reports the first setting that cannot work.
+func (c Config) Validate() error {
+	var errs []error
+	check := func(ok bool, format string, args ...any) {
+		if !ok {
+			errs = append(errs, fmt.Errorf(format, args...))
+		}
+	}
+	check(len(c.Kafka.Brokers) > 0, "kafka.brokers: empty")
+	check(c.Kafka.JobsTopic != "", "kafka.jobs_topic: empty")
+	check(c.Kafka.DLQTopic != c.Kafka.JobsTopic, "kafka.dlq_topic: must differ from jobs_topic")
+	check(c.Temporal.TaskQueue != "", "temporal.task_queue: empty")
+	check(c.SFTP.KnownHosts != "" || c.SFTP.HostKey != "", "sftp: set known_hosts or host_key (host keys are always verified)")
+	check(c.Transfer.Connections >= 1 && c.Transfer.Connections <= 64, "transfer.connections: %d not in 1..64", c.Transfer.Connections)
+	check(c.Transfer.RangeSize >= 64<<10, "transfer.range_size: %s below 64KiB", c.Transfer.RangeSize)
+	check(c.Transfer.MaxAttempts >= 1, "transfer.max_attempts: must be at least 1")
+	check(c.Transfer.VerifyAttempts >= 1, "transfer.verify_attempts: must be at least 1")
+	check(c.Transfer.HeartbeatTimeout >= Duration(time.Second), "transfer.heartbeat_timeout: below 1s")
+	check(c.Transfer.StagingDir != "" && c.Transfer.CompletedDir != "", "transfer: staging_dir and completed_dir are required")
+	check(c.S3.Bucket != "", "s3.bucket: empty")
+	check(c.S3.PartSize >= 5<<20, "s3.part_size: %s below the S3 minimum of 5MiB", c.S3.PartSize)
+	check(c.Transfer.HostID != "" && !strings.ContainsAny(c.Transfer.HostID, " /\t"), "transfer.host_id: %q unusable in a task queue name", c.Transfer.HostID)
+	return errors.Join(errs...)
+}
+
+// Secret is a string that never prints: String, GoString and MarshalText redact it.
+type Secret string
+
+// String returns a placeholder, never the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "[redacted]"
+}
+
+// GoString redacts like String.
+func (s Secret) GoString() string { return s.String() }
+
+// MarshalText redacts like String, so encoders never write the secret either.
+func (s Secret) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
+
+// UnmarshalText stores the secret.
+func (s *Secret) UnmarshalText(b []byte) error { *s = Secret(b); return nil }
+
+// Reveal returns the secret itself, for the one call that needs it.
+func (s Secret) Reveal() string { return string(s) }
+
+// Duration is a time.Duration written as "30s", "5m".
+type Duration time.Duration
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// MarshalText writes the duration as a Go duration string.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d).String()), nil }
+
+// D returns the time.Duration.
+func (d Duration) D() time.Duration { return time.Duration(d) }
+
+// String formats like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// ByteSize is a size in bytes written as a number or with a unit: "512KiB", "8MiB", "1GiB", "10MB".
+type ByteSize int64
+
+var byteUnits = []struct {
+	suffix string
+	mult   int64
+}{
+	{"KiB", 1 << 10}, {"MiB", 1 << 20}, {"GiB", 1 << 30}, {"TiB", 1 << 40},
+	{"KB", 1e3}, {"MB", 1e6}, {"GB", 1e9}, {"TB", 1e12}, {"B", 1},
+}
+
+// ParseByteSize parses "8MiB", "10MB", "4096".
+func ParseByteSize(s string) (ByteSize, error) {
+	s = strings.TrimSpace(s)
+	mult := int64(1)
+	for _, u := range byteUnits {
+		if strings.HasSuffix(s, u.suffix) {
+			s, mult = strings.TrimSpace(strings.TrimSuffix(s, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("size %q: want a whole number with an optional unit (KiB, MiB, GiB, KB, MB, GB)", s)
+	}
+	return ByteSize(n * mult), nil
+}
+
+// UnmarshalText parses a size string.
+func (b *ByteSize) UnmarshalText(t []byte) error {
+	v, err := ParseByteSize(string(t))
+	*b = v
+	return err
+}
+
+// MarshalText writes the size in the largest binary unit that divides it.
+func (b ByteSize) MarshalText() ([]byte, error) { return []byte(b.String()), nil }
+
+// String writes the size in the largest binary unit that divides it.
+func (b ByteSize) String() string {
+	for _, u := range []struct {
+		s string
+		m int64
+	}{{"TiB", 1 << 40}, {"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10}} {
+		if b != 0 && int64(b)%u.m == 0 {
+			return strconv.FormatInt(int64(b)/u.m, 10) + u.s
+		}
+	}
+	return strconv.FormatInt(int64(b), 10)
+}

@@ -1,0 +1,170 @@
+package devstack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sync/errgroup"
+
+	"github.com/kafkasync/kafkasync/internal/config"
+)
+
+// Options configures Start. Ports of 0 are picked free.
+type Options struct {
+	// Dir keeps every server's data; a restart with the same Dir keeps the jobs.
+	Dir string
+	// BinDir holds the temporal and versitygw binaries ("" searches, see FindBin).
+	BinDir string
+	Ports  config.Dev
+	// Headless starts Temporal without its Web UI (tests).
+	Headless bool
+	// Ephemeral keeps Temporal's state in memory (tests).
+	Ephemeral bool
+	// SFTPReadRate caps the SFTP server's bytes per second (0: unlimited).
+	SFTPReadRate int
+	Topics       []string
+	Bucket       string
+	S3AccessKey  string
+	S3SecretKey  string
+	// Log receives the child servers' output.
+	Log    io.Writer
+	Logger *slog.Logger
+}
+
+// Stack is every server kafkasync needs, running on loopback.
+type Stack struct {
+	Kafka    *Kafka
+	Temporal *Temporal
+	SFTP     *SFTP
+	S3       *S3
+	Postgres *Postgres
+	Bucket   string
+}
+
+// Start starts the servers (the slow ones in parallel) and stops the started ones on failure.
+func Start(ctx context.Context, o Options) (st *Stack, err error) {
+	if o.Log == nil {
+		o.Log = io.Discard
+	}
+	dir, err := filepath.Abs(o.Dir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	temporalBin, err := FindBin(o.BinDir, "temporal")
+	if err != nil {
+		return nil, err
+	}
+	vgwBin, err := FindBin(o.BinDir, "versitygw")
+	if err != nil {
+		return nil, err
+	}
+	pgDir, err := PostgresDir(filepath.Join(dir, "postgres"))
+	if err != nil {
+		return nil, err
+	}
+	st = &Stack{Bucket: o.Bucket}
+	defer func() {
+		if err != nil {
+			st.Stop()
+		}
+	}()
+	if st.Kafka, err = StartKafka(filepath.Join(dir, "kafka"), o.Ports.KafkaPort, o.Topics...); err != nil {
+		return st, err
+	}
+	if st.SFTP, err = StartSFTP(SFTPOptions{Dir: filepath.Join(dir, "sftp"), Root: filepath.Join(dir, "sftp-root"),
+		Port: o.Ports.SFTPPort, ReadRate: o.SFTPReadRate, Logger: o.Logger}); err != nil {
+		return st, err
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		db := filepath.Join(dir, "temporal.db")
+		if o.Ephemeral {
+			db = ""
+		}
+		st.Temporal, err = StartTemporal(gctx, TemporalOptions{Bin: temporalBin, DBFile: db, Port: o.Ports.TemporalPort,
+			UIPort: o.Ports.TemporalUI, Headless: o.Headless, Log: o.Log})
+		return err
+	})
+	g.Go(func() (err error) {
+		st.S3, err = StartS3(gctx, S3Options{Bin: vgwBin, Dir: filepath.Join(dir, "s3"), Port: o.Ports.S3Port,
+			AccessKey: o.S3AccessKey, SecretKey: o.S3SecretKey, Buckets: []string{o.Bucket}, Log: o.Log})
+		return err
+	})
+	g.Go(func() (err error) {
+		st.Postgres, err = StartPostgres(gctx, pgDir, o.Ports.PGPort, o.Log)
+		return err
+	})
+	return st, g.Wait()
+}
+
+// Stop stops every server that is running.
+func (s *Stack) Stop() {
+	if s == nil {
+		return
+	}
+	s.Temporal.Stop()
+	s.S3.Stop()
+	s.Postgres.Stop()
+	s.SFTP.Stop()
+	s.Kafka.Stop()
+}
+
+// Apply points cfg at the stack's servers.
+func (s *Stack) Apply(cfg *config.Config) {
+	cfg.Kafka.Brokers = s.Kafka.Brokers
+	cfg.Temporal.Address = s.Temporal.Address
+	cfg.Temporal.UIURL = s.Temporal.UIURL
+	cfg.SFTP.Addr = s.SFTP.Addr
+	cfg.SFTP.User = s.SFTP.User
+	cfg.SFTP.KeyFile = s.SFTP.KeyFile
+	cfg.SFTP.KnownHosts = s.SFTP.KnownHosts
+	cfg.SFTP.Password = ""
+	cfg.S3.Endpoint = s.S3.Endpoint
+	cfg.S3.AccessKey = s.S3.AccessKey
+	cfg.S3.SecretKey = config.Secret(s.S3.SecretKey)
+	cfg.S3.Bucket = s.Bucket
+	cfg.S3.PathStyle = true
+	cfg.Postgres.DSN = config.Secret(s.Postgres.DSN)
+}
+
+// Env returns the dev.env lines (NAME=value) that let any outside client reach the stack.
+func (s *Stack) Env(cfg config.Config) []string {
+	m := map[string]string{
+		"KAFKA_BROKERS":    strings.Join(s.Kafka.Brokers, ","),
+		"JOBS_TOPIC":       cfg.Kafka.JobsTopic,
+		"DLQ_TOPIC":        cfg.Kafka.DLQTopic,
+		"TEMPORAL_ADDRESS": s.Temporal.Address,
+		"TEMPORAL_UI":      s.Temporal.UIURL,
+		"SFTP_ADDR":        s.SFTP.Addr,
+		"SFTP_USER":        s.SFTP.User,
+		"SFTP_KEY_FILE":    s.SFTP.KeyFile,
+		"SFTP_KNOWN_HOSTS": s.SFTP.KnownHosts,
+		"SFTP_ROOT":        s.SFTP.Root,
+		"S3_ENDPOINT":      s.S3.Endpoint,
+		"S3_BUCKET":        s.Bucket,
+		"S3_ACCESS_KEY":    s.S3.AccessKey,
+		"S3_SECRET_KEY":    s.S3.SecretKey,
+		"PG_DSN":           s.Postgres.DSN,
+		"DASHBOARD_URL":    cfg.UI.PublicURL,
+	}
+	out := make([]string, 0, len(m))
+	for k, v := range m {
+		out = append(out, fmt.Sprintf("%s=%s", k, v))
+	}
+	sort.Strings(out)
+	return out
+}
+
+// WriteEnv writes Env to file (mode 0600: it holds the dev stack's credentials).
+func (s *Stack) WriteEnv(file string, cfg config.Config) error {
+	return os.WriteFile(file, []byte(strings.Join(s.Env(cfg), "\n")+"\n"), 0o600)
+}

@@ -1,0 +1,93 @@
+package devstack
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"strconv"
+	"syscall"
+	"time"
+
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+)
+
+// Temporal is the Temporal dev server (the `temporal` CLI's start-dev), run as a child process.
+type Temporal struct {
+	Address string // host:port of the frontend
+	UIURL   string // empty when headless
+	proc    *proc
+}
+
+// TemporalOptions configures StartTemporal.
+type TemporalOptions struct {
+	Bin      string // path to the temporal CLI
+	DBFile   string // SQLite file; empty keeps everything in memory
+	Port     int    // frontend port, 0: free
+	UIPort   int    // Web UI port, 0: free
+	Headless bool   // no Web UI
+	Log      io.Writer
+}
+
+// StartTemporal starts the dev server and waits until its frontend answers.
+func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
+	var err error
+	if o.Port, err = portOrFree(o.Port); err != nil {
+		return nil, err
+	}
+	httpPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	metricsPort, err := FreePort()
+	if err != nil {
+		return nil, err
+	}
+	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(o.Port),
+		"--http-port", strconv.Itoa(httpPort), "--metrics-port", strconv.Itoa(metricsPort), "--log-level", "warn"}
+	t := &Temporal{Address: fmt.Sprintf("127.0.0.1:%d", o.Port)}
+	if o.DBFile != "" {
+		args = append(args, "--db-filename", o.DBFile)
+	}
+	if o.Headless {
+		args = append(args, "--headless")
+	} else {
+		if o.UIPort, err = portOrFree(o.UIPort); err != nil {
+			return nil, err
+		}
+		args = append(args, "--ui-port", strconv.Itoa(o.UIPort))
+		t.UIURL = fmt.Sprintf("http://127.0.0.1:%d", o.UIPort)
+	}
+	if t.proc, err = startProc("temporal", o.Log, nil, o.Bin, args...); err != nil {
+		return nil, err
+	}
+	quiet := sdklog.NewStructuredLogger(slog.New(slog.DiscardHandler))
+	err = waitFor(ctx, t.proc, 60*time.Second, func(ctx context.Context) error {
+		c, err := client.DialContext(ctx, client.Options{HostPort: t.Address, Logger: quiet})
+		if err != nil {
+			return err
+		}
+		defer c.Close()
+		_, err = c.CheckHealth(ctx, &client.CheckHealthRequest{})
+		if err != nil {
+			return err
+		}
+		// The default namespace is registered shortly after the frontend answers.
+		_, err = c.WorkflowService().DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: "default"})
+		return err
+	})
+	if err != nil {
+		t.Stop()
+		return nil, err
+	}
+	return t, nil
+}
+
+// Stop ends the dev server.
+func (t *Temporal) Stop() {
+	if t != nil {
+		t.proc.stop(syscall.SIGTERM, 10*time.Second)
+	}
+}

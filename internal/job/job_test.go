@@ -1,0 +1,157 @@
+package job
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestParseAccepts(t *testing.T) {
+	const sum = "9e107d9d372bb6826bd81d3542a419d6"
+	for _, tc := range []struct {
+		name  string
+		key   string
+		value string
+		want  Job
+	}{
+		{"current, all fields", "", `{"id":"j1","remote_path":"/uploads/a.bin","md5":"` + sum + `","size":123,"dest_key":"x/y.bin"}`,
+			Job{ID: "j1", RemotePath: "/uploads/a.bin", MD5: sum, Size: 123, DestKey: "x/y.bin"}},
+		{"id from key", "k-7", `{"remote_path":"/a.bin","md5":"` + strings.ToUpper(sum) + `"}`,
+			Job{ID: "k-7", RemotePath: "/a.bin", MD5: sum, Size: -1}},
+		{"md5: prefix", "k", `{"remote_path":"/a","md5":"md5:` + sum + `","size":0}`,
+			Job{ID: "k", RemotePath: "/a", MD5: sum, Size: 0}},
+		{"no hash", "k", `{"remote_path":"/a"}`, Job{ID: "k", RemotePath: "/a", Size: -1}},
+		{"legacy", "", `{"name":"a.bin","location":"/uploads","hash":"` + sum + `"}`,
+			Job{ID: "p-", RemotePath: "/uploads/a.bin", MD5: sum, Size: -1}},
+		{"legacy at root", "id.1", `{"name":"a.bin","location":"/","hash":"md5:` + sum + `"}`,
+			Job{ID: "id.1", RemotePath: "/a.bin", MD5: sum, Size: -1}},
+		{"whitespace around", "k", " \n{\"remote_path\":\"/a b/ü.txt\"}\n", Job{ID: "k", RemotePath: "/a b/ü.txt", Size: -1}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var key []byte
+			if tc.key != "" {
+				key = []byte(tc.key)
+			}
+			got, err := Parse(key, []byte(tc.value))
+			if err != nil {
+				t.Fatalf("Parse: %v", err)
+			}
+			if tc.want.ID == "p-" {
+				if !strings.HasPrefix(got.ID, "p-") || len(got.ID) != 26 {
+					t.Fatalf("derived id %q", got.ID)
+				}
+				again, _ := Parse(nil, []byte(tc.value))
+				if again.ID != got.ID {
+					t.Fatalf("derived id not stable: %q vs %q", got.ID, again.ID)
+				}
+				tc.want.ID = got.ID
+			}
+			if got != tc.want {
+				t.Fatalf("got %+v\nwant %+v", got, tc.want)
+			}
+		})
+	}
+}
+
+func TestParseRefuses(t *testing.T) {
+	const sum = "9e107d9d372bb6826bd81d3542a419d6"
+	long := strings.Repeat("a", 300)
+	for _, tc := range []struct {
+		name, key, value, reason string
+	}{
+		{"empty", "", "", "bad_json"},
+		{"not json", "", "hello", "bad_json"},
+		{"null", "", "null", "bad_json"},
+		{"array", "", `[{"remote_path":"/a"}]`, "bad_json"},
+		{"trailing", "", `{"remote_path":"/a"} {}`, "bad_json"},
+		{"unknown field", "", `{"remote_path":"/a","evil":1}`, "bad_json"},
+		{"duplicate field", "", `{"remote_path":"/a","remote_path":"/etc/passwd"}`, "bad_json"},
+		{"too large", "", `{"remote_path":"/` + strings.Repeat("a", MaxMessageBytes) + `"}`, "too_large"},
+		{"missing path", "", `{"md5":"` + sum + `"}`, "missing_field"},
+		{"mixed", "", `{"remote_path":"/a","name":"b"}`, "mixed_format"},
+		{"legacy without location", "", `{"name":"a","hash":"` + sum + `"}`, "missing_field"},
+		{"legacy name with slash", "", `{"name":"../x","location":"/u"}`, "bad_path"},
+		{"legacy name dotdot", "", `{"name":"..","location":"/u"}`, "bad_path"},
+		{"legacy relative location", "", `{"name":"a","location":"u"}`, "bad_path"},
+		{"relative traversal", "", `{"remote_path":"../../etc/passwd"}`, "bad_path"},
+		{"absolute traversal", "", `{"remote_path":"/a/../../etc/passwd"}`, "bad_path"},
+		{"inner traversal", "", `{"remote_path":"/uploads/../etc/passwd"}`, "bad_path"},
+		{"relative", "", `{"remote_path":"relative/path"}`, "bad_path"},
+		{"double slash", "", `{"remote_path":"/a//b"}`, "bad_path"},
+		{"trailing slash", "", `{"remote_path":"/a/b/"}`, "bad_path"},
+		{"dot segment", "", `{"remote_path":"/a/./b"}`, "bad_path"},
+		{"nul", "", `{"remote_path":"/a\u0000b"}`, "bad_path"},
+		{"newline", "", `{"remote_path":"/a\nb"}`, "bad_path"},
+		{"root", "", `{"remote_path":"/"}`, "bad_path"},
+		{"empty path", "", `{"remote_path":""}`, "bad_path"},
+		{"long segment", "", `{"remote_path":"/` + long + `"}`, "bad_path"},
+		{"long path", "", `{"remote_path":"` + strings.Repeat("/abcdefgh", 600) + `"}`, "bad_path"},
+		{"sha1 hash", "", `{"remote_path":"/a","md5":"sha1:2fd4e1c67a2d28fced849ee1bb76e7391b93eb12"}`, "bad_md5"},
+		{"sha256 legacy", "", `{"name":"a","location":"/u","hash":"sha256:abcd"}`, "bad_md5"},
+		{"short md5", "", `{"remote_path":"/a","md5":"abc"}`, "bad_md5"},
+		{"non-hex md5", "", `{"remote_path":"/a","md5":"zz107d9d372bb6826bd81d3542a419d6"}`, "bad_md5"},
+		{"empty md5", "", `{"remote_path":"/a","md5":""}`, "bad_md5"},
+		{"negative size", "", `{"remote_path":"/a","size":-1}`, "bad_size"},
+		{"fractional size", "", `{"remote_path":"/a","size":1.5}`, "bad_size"},
+		{"string size", "", `{"remote_path":"/a","size":"12"}`, "bad_size"},
+		{"bad id chars", "", `{"id":"a/b","remote_path":"/a"}`, "bad_id"},
+		{"id dotdot", "", `{"id":"..","remote_path":"/a"}`, "bad_id"},
+		{"id leading dash", "", `{"id":"-rf","remote_path":"/a"}`, "bad_id"},
+		{"empty id", "", `{"id":"","remote_path":"/a"}`, "bad_id"},
+		{"long id", "", `{"id":"` + long + `","remote_path":"/a"}`, "bad_id"},
+		{"bad key id", "../x", `{"remote_path":"/a"}`, "bad_id"},
+		{"dest key absolute", "", `{"remote_path":"/a","dest_key":"/etc/passwd"}`, "bad_dest_key"},
+		{"dest key traversal", "", `{"remote_path":"/a","dest_key":"a/../../b"}`, "bad_dest_key"},
+		{"dest key dotdot", "", `{"remote_path":"/a","dest_key":".."}`, "bad_dest_key"},
+		{"dest key empty", "", `{"remote_path":"/a","dest_key":""}`, "bad_dest_key"},
+		{"dest key trailing slash", "", `{"remote_path":"/a","dest_key":"a/"}`, "bad_dest_key"},
+		{"dest key control", "", `{"remote_path":"/a","dest_key":"a\tb"}`, "bad_dest_key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var key []byte
+			if tc.key != "" {
+				key = []byte(tc.key)
+			}
+			j, err := Parse(key, []byte(tc.value))
+			var ve *ValidationError
+			if !errors.As(err, &ve) {
+				t.Fatalf("Parse accepted %+v (err %v), want refusal %s", j, err, tc.reason)
+			}
+			if ve.Reason != tc.reason {
+				t.Fatalf("reason %q (%v), want %q", ve.Reason, err, tc.reason)
+			}
+		})
+	}
+}
+
+func TestKeyAndWorkflowID(t *testing.T) {
+	j := Job{ID: "x", RemotePath: "/in/a.bin"}
+	if j.Key() != "in/a.bin" || j.WorkflowID() != "file-x" {
+		t.Fatalf("Key %q WorkflowID %q", j.Key(), j.WorkflowID())
+	}
+	j.DestKey = "out/b.bin"
+	if j.Key() != "out/b.bin" {
+		t.Fatalf("Key with dest_key %q", j.Key())
+	}
+}
+
+func FuzzParse(f *testing.F) {
+	for _, s := range []string{`{"remote_path":"/a"}`, `{"name":"a","location":"/u","hash":"md5:9e107d9d372bb6826bd81d3542a419d6"}`,
+		`{"id":"x","remote_path":"/a/b","dest_key":"c/d","size":3}`, `{"remote_path":"/a/../b"}`} {
+		f.Add([]byte("k"), []byte(s))
+	}
+	f.Fuzz(func(t *testing.T, key, value []byte) {
+		j, err := Parse(key, value)
+		if err != nil {
+			return
+		}
+		if checkPath(j.RemotePath, false) != nil || checkKey(j.Key()) != nil || checkID(j.ID) != nil {
+			t.Fatalf("accepted job does not re-validate: %+v", j)
+		}
+		for _, seg := range strings.Split(j.Key(), "/") {
+			if seg == ".." || seg == "" {
+				t.Fatalf("key %q escapes", j.Key())
+			}
+		}
+	})
+}

@@ -1,0 +1,198 @@
+// Package starter is the Kafka bridge: a sarama consumer group that validates each job message and
+// starts one FileTransfer workflow per job, and the client that submits jobs.
+package starter
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strconv"
+	"time"
+
+	"github.com/IBM/sarama"
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
+
+	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/workflows"
+)
+
+// StageValidate is the dead-letter stage of messages the bridge refused.
+const StageValidate = "validate"
+
+// WorkflowStarter is the part of the Temporal client the bridge uses.
+type WorkflowStarter interface {
+	ExecuteWorkflow(ctx context.Context, options client.StartWorkflowOptions, workflow any, args ...any) (client.WorkflowRun, error)
+}
+
+// Bridge turns job messages into workflows. It implements sarama.ConsumerGroupHandler. A message's
+// offset is marked only after Temporal accepted the start (or the dead-letter write succeeded), so
+// nothing is lost when the bridge dies; the workflow ID derived from the job ID makes redelivery
+// harmless.
+type Bridge struct {
+	Temporal  WorkflowStarter
+	TaskQueue string
+	Options   workflows.Options
+	DLQ       sarama.SyncProducer
+	DLQTopic  string
+	Logger    *slog.Logger
+	// Backoff bounds the wait between retries while Temporal or the dead-letter topic is unreachable.
+	Backoff time.Duration
+	// OnStarted, when set, is called after each accepted start (for metrics and tests).
+	OnStarted func(jobID string, duplicate bool)
+}
+
+// Setup implements sarama.ConsumerGroupHandler.
+func (b *Bridge) Setup(sarama.ConsumerGroupSession) error { return nil }
+
+// Cleanup implements sarama.ConsumerGroupHandler.
+func (b *Bridge) Cleanup(sarama.ConsumerGroupSession) error { return nil }
+
+// ConsumeClaim handles one partition's messages in order, on the goroutine sarama gives it.
+func (b *Bridge) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
+	ctx := sess.Context()
+	for {
+		select {
+		case msg, ok := <-claim.Messages():
+			if !ok {
+				return nil
+			}
+			if err := b.handle(ctx, msg); err != nil {
+				return err // only when ctx ended: the message stays unmarked and is redelivered
+			}
+			sess.MarkMessage(msg, "")
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+// handle retries until the message is accepted by Temporal or the dead-letter topic, or ctx ends.
+func (b *Bridge) handle(ctx context.Context, msg *sarama.ConsumerMessage) error {
+	j, verr := job.Parse(msg.Key, msg.Value)
+	log := b.Logger.With("topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
+	wait := 100 * time.Millisecond
+	for {
+		var err error
+		if verr != nil {
+			err = b.deadLetter(msg, verr)
+			if err == nil {
+				log.Warn("job refused", "reason", verr.Error())
+				return nil
+			}
+		} else {
+			var dup bool
+			dup, err = b.start(ctx, j, msg)
+			if err == nil {
+				log.Info("job started", "job", j.ID, "workflow_id", j.WorkflowID(), "duplicate", dup)
+				if b.OnStarted != nil {
+					b.OnStarted(j.ID, dup)
+				}
+				return nil
+			}
+		}
+		log.Error("job not yet accepted, will retry", "err", err, "retry_in", wait)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(wait):
+		}
+		wait = min(wait*2, max(b.Backoff, time.Second))
+	}
+}
+
+// start starts the job's workflow. duplicate is true when a run for this job already exists
+// (running, or completed successfully).
+func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessage) (duplicate bool, err error) {
+	opts := client.StartWorkflowOptions{
+		ID:                       j.WorkflowID(),
+		TaskQueue:                b.TaskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+	}
+	in := workflows.Input{Job: j, Message: msg.Value, Key: msg.Key, SourceTopic: msg.Topic,
+		SourcePartition: msg.Partition, SourceOffset: msg.Offset, Options: b.Options}
+	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	_, err = b.Temporal.ExecuteWorkflow(sctx, opts, workflows.Name, in)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return true, nil // this job already succeeded: the message is a redelivery
+	}
+	if err != nil {
+		return false, fmt.Errorf("start workflow %s: %w", opts.ID, err)
+	}
+	return false, nil
+}
+
+// deadLetter writes a refused message to the dead-letter topic with its original key and bytes.
+func (b *Bridge) deadLetter(msg *sarama.ConsumerMessage, verr error) error {
+	_, _, err := b.DLQ.SendMessage(&sarama.ProducerMessage{
+		Topic: b.DLQTopic,
+		Key:   keyEncoder(msg.Key),
+		Value: sarama.ByteEncoder(msg.Value),
+		Headers: []sarama.RecordHeader{
+			{Key: []byte(activities.HeaderReason), Value: []byte(verr.Error())},
+			{Key: []byte(activities.HeaderStage), Value: []byte(StageValidate)},
+			{Key: []byte(activities.HeaderTopic), Value: []byte(msg.Topic)},
+			{Key: []byte(activities.HeaderPartition), Value: []byte(strconv.Itoa(int(msg.Partition)))},
+			{Key: []byte(activities.HeaderOffset), Value: []byte(strconv.FormatInt(msg.Offset, 10))},
+		},
+	})
+	if err != nil {
+		return fmt.Errorf("dead-letter to %s: %w", b.DLQTopic, err)
+	}
+	return nil
+}
+
+func keyEncoder(k []byte) sarama.Encoder {
+	if k == nil {
+		return nil
+	}
+	return sarama.ByteEncoder(k)
+}
+
+// ConsumerConfig returns the sarama config the bridge uses: start at the oldest offset of a new
+// group, commit marked offsets every second.
+func ConsumerConfig(clientID string) *sarama.Config {
+	sc := sarama.NewConfig()
+	sc.ClientID = clientID
+	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
+	sc.Consumer.Offsets.AutoCommit.Enable = true
+	sc.Consumer.Offsets.AutoCommit.Interval = time.Second
+	sc.Consumer.Return.Errors = true
+	return sc
+}
+
+// Run consumes topic in group until ctx ends, rejoining after every rebalance.
+func Run(ctx context.Context, brokers []string, group, topic string, sc *sarama.Config, h *Bridge) error {
+	cg, err := sarama.NewConsumerGroup(brokers, group, sc)
+	if err != nil {
+		return fmt.Errorf("kafka consumer group %s: %w", group, err)
+	}
+	defer cg.Close()
+	go func() {
+		for err := range cg.Errors() {
+			h.Logger.Error("kafka consumer", "err", err)
+		}
+	}()
+	for {
+		if err := cg.Consume(ctx, []string{topic}, h); err != nil {
+			if errors.Is(err, sarama.ErrClosedConsumerGroup) || ctx.Err() != nil {
+				return nil
+			}
+			h.Logger.Error("kafka consume", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}

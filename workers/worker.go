@@ -1,0 +1,146 @@
+// Package workers runs kafkasync's Temporal workers: one on the shared task queue (the workflow and
+// the steps any host can run) and one on this host's own queue (the steps that need the staging
+// file). It builds the activities' clients from the config.
+package workers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/IBM/sarama"
+	"go.temporal.io/sdk/client"
+	sdklog "go.temporal.io/sdk/log"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/s3client"
+	"github.com/kafkasync/kafkasync/internal/sftpdial"
+	"github.com/kafkasync/kafkasync/workflows"
+)
+
+// HostQueue is the task queue of one worker host.
+func HostQueue(taskQueue, hostID string) string { return taskQueue + "@" + hostID }
+
+// Dial connects to Temporal with the SDK logging through logger.
+func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.Client, error) {
+	cl, err := client.DialContext(ctx, client.Options{
+		HostPort: c.Address, Namespace: c.Namespace, Logger: sdklog.NewStructuredLogger(logger),
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal %s: %w", c.Address, err)
+	}
+	return cl, nil
+}
+
+// NewProducer returns a synchronous Kafka producer that waits for every in-sync replica.
+func NewProducer(c config.Kafka) (sarama.SyncProducer, error) {
+	sc := sarama.NewConfig()
+	sc.ClientID = c.ClientID
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Return.Successes = true
+	sc.Producer.Retry.Max = 10
+	p, err := sarama.NewSyncProducer(c.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer %v: %w", c.Brokers, err)
+	}
+	return p, nil
+}
+
+// NewTransfer builds the activities' clients. close releases them.
+func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t *activities.Transfer, close func(), err error) {
+	var closers []func()
+	close = func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
+	defer func() {
+		if err != nil {
+			close()
+		}
+	}()
+	dialer, err := sftpdial.New(cfg.SFTP)
+	if err != nil {
+		return nil, close, err
+	}
+	store, err := audit.Open(ctx, cfg.Postgres.DSN.Reveal())
+	if err != nil {
+		return nil, close, err
+	}
+	closers = append(closers, store.Close)
+	if _, err := store.Migrate(ctx); err != nil {
+		return nil, close, err
+	}
+	prod, err := NewProducer(cfg.Kafka)
+	if err != nil {
+		return nil, close, err
+	}
+	closers = append(closers, func() { prod.Close() })
+	staging, err := openRoot(cfg.Transfer.StagingDir)
+	if err != nil {
+		return nil, close, err
+	}
+	closers = append(closers, func() { staging.Close() })
+	completed, err := openRoot(cfg.Transfer.CompletedDir)
+	if err != nil {
+		return nil, close, err
+	}
+	closers = append(closers, func() { completed.Close() })
+	hb := cfg.Transfer.HeartbeatTimeout.D() / 4
+	return &activities.Transfer{
+		SFTP:        dialer,
+		S3:          s3client.New(cfg.S3),
+		Bucket:      cfg.S3.Bucket,
+		PartSize:    int64(cfg.S3.PartSize),
+		Concurrency: cfg.S3.Concurrency,
+		Audit:       store,
+		DLQ:         prod,
+		DLQTopic:    cfg.Kafka.DLQTopic,
+		Staging:     staging,
+		Completed:   completed,
+		HostID:      cfg.Transfer.HostID,
+		HostQueue:   HostQueue(cfg.Temporal.TaskQueue, cfg.Transfer.HostID),
+		Connections: cfg.Transfer.Connections,
+		Heartbeat:   min(max(hb, 200*time.Millisecond), 10*time.Second),
+		Logger:      logger,
+	}, close, nil
+}
+
+func openRoot(dir string) (*os.Root, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	return os.OpenRoot(dir)
+}
+
+// Run runs both workers until ctx ends, then stops them gracefully (running activities get
+// stopTimeout to finish; a download that does not finish resumes from its heartbeat).
+func Run(ctx context.Context, c client.Client, taskQueue string, t *activities.Transfer, stopTimeout time.Duration) error {
+	opts := worker.Options{WorkerStopTimeout: stopTimeout}
+	shared := worker.New(c, taskQueue, opts)
+	shared.RegisterWorkflowWithOptions(workflows.FileTransfer, workflow.RegisterOptions{Name: workflows.Name})
+	shared.RegisterActivity(t)
+	host := worker.New(c, t.HostQueue, opts)
+	host.RegisterActivity(t)
+	if err := shared.Start(); err != nil {
+		return fmt.Errorf("worker %s: %w", taskQueue, err)
+	}
+	if err := host.Start(); err != nil {
+		shared.Stop()
+		return fmt.Errorf("worker %s: %w", t.HostQueue, err)
+	}
+	<-ctx.Done()
+	host.Stop()
+	shared.Stop()
+	if errors.Is(ctx.Err(), context.Canceled) {
+		return nil
+	}
+	return ctx.Err()
+}

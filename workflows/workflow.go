@@ -1,0 +1,334 @@
+// Package workflows holds the FileTransfer workflow. It only orchestrates: every byte of I/O happens
+// in the activities package. It must stay deterministic; replay_test.go replays recorded histories.
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/job"
+)
+
+// Name is the registered workflow type name.
+const Name = "FileTransfer"
+
+// QueryStatus is the query that returns a Status.
+const QueryStatus = "status"
+
+// Options tune one run. The bridge fills them from the config when it starts the workflow, so a
+// running workflow keeps the settings it started with.
+type Options struct {
+	MinAge           time.Duration
+	HeartbeatTimeout time.Duration
+	// HostTimeout is the schedule-to-start timeout of host-bound steps: how long to wait for the
+	// host that holds the staging file before moving the job to another host.
+	HostTimeout    time.Duration
+	RetryInterval  time.Duration
+	MaxAttempts    int
+	VerifyAttempts int
+	HostMoves      int
+	RangeSize      int64
+	Connections    int
+	Bucket         string
+}
+
+// Input is the workflow's argument: the validated job, the original message for the dead-letter
+// topic, and the options.
+type Input struct {
+	Job     job.Job
+	Message []byte
+	Key     []byte
+	// Where the job message was read (empty when submitted otherwise).
+	SourceTopic     string
+	SourcePartition int32
+	SourceOffset    int64
+	Options         Options
+}
+
+// Result is what a successful run returns.
+type Result struct {
+	JobID         string
+	Size          int64
+	MD5           string
+	Bucket        string
+	Key           string
+	Host          string
+	Download      activities.DownloadResult
+	UploadSkipped bool
+}
+
+// Status is the answer to QueryStatus.
+type Status struct {
+	Stage    string
+	Host     string
+	HostMove int
+	Round    int
+}
+
+// a is used only for method names: activities run on workers, never here.
+var a *activities.Transfer
+
+type run struct {
+	in     Input
+	info   *workflow.Info
+	seq    int
+	status Status
+	res    Result
+	// attempts counts download attempts over all rounds and hosts.
+	attempts int
+}
+
+// FileTransfer runs one job: stat, then on one host download, verify, promote and upload, with an
+// audit event for each step. A job that fails for good goes to the dead-letter topic.
+func FileTransfer(ctx workflow.Context, in Input) (Result, error) {
+	r := &run{in: in, info: workflow.GetInfo(ctx)}
+	r.res = Result{JobID: in.Job.ID, Size: in.Job.Size, MD5: in.Job.MD5, Key: in.Job.Key(), Bucket: in.Options.Bucket}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.status, nil }); err != nil {
+		return Result{}, err
+	}
+	stage, err := r.transfer(ctx)
+	if err == nil {
+		r.status.Stage = "done"
+		return r.res, nil
+	}
+	return r.res, r.deadLetter(ctx, stage, err)
+}
+
+func (r *run) transfer(ctx workflow.Context) (string, error) {
+	o := r.in.Options
+	if err := r.record(ctx, "queued", "started", audit.StatusQueued, func(ev *audit.Event) {
+		ev.MD5Expected = r.in.Job.MD5
+		ev.SizeKnown, ev.Size = r.in.Job.Size >= 0, r.in.Job.Size
+	}); err != nil {
+		return "audit", err
+	}
+	r.status.Stage = "stat"
+	var st activities.StatResult
+	if err := workflow.ExecuteActivity(withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute},
+		retry(o, o.MaxAttempts)), a.Stat, activities.StatInput{
+		RemotePath: r.in.Job.RemotePath, ExpectedSize: r.in.Job.Size, MinAge: o.MinAge,
+	}).Get(ctx, &st); err != nil {
+		return "stat", err
+	}
+	r.res.Size = st.Size
+	for move := 0; ; move++ {
+		r.status.HostMove = move
+		var claim activities.HostClaim
+		if err := workflow.ExecuteActivity(withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second},
+			retry(o, 0)), a.ClaimHost).Get(ctx, &claim); err != nil {
+			return "claim_host", err
+		}
+		r.status.Host, r.res.Host = claim.HostID, claim.HostID
+		stage, err := r.hostSteps(ctx, claim, st)
+		if err != nil && isHostLost(err) && move+1 < max(o.HostMoves, 1) {
+			if err := r.record(ctx, stage, "failed", audit.StatusQueued, func(ev *audit.Event) {
+				ev.Error = fmt.Sprintf("host %s did not pick up %s within %s: moving to another host", claim.HostID, stage, o.HostTimeout)
+			}); err != nil {
+				return "audit", err
+			}
+			continue
+		}
+		return stage, err
+	}
+}
+
+// hostSteps runs the steps that need the staging file, all on the claimed host's task queue.
+func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st activities.StatResult) (string, error) {
+	o := r.in.Options
+	host := func(base workflow.ActivityOptions, maxAttempts int) workflow.Context {
+		base.TaskQueue = claim.Queue
+		base.ScheduleToStartTimeout = o.HostTimeout
+		base.HeartbeatTimeout = o.HeartbeatTimeout
+		return withOpts(ctx, base, retry(o, maxAttempts))
+	}
+	var sum string
+	for round := 1; ; round++ {
+		r.status.Stage, r.status.Round = "download", round
+		if err := r.record(ctx, "download", "started", audit.StatusDownloading, func(ev *audit.Event) {
+			ev.Host, ev.Started = claim.HostID, true
+			ev.SizeKnown, ev.Size = true, st.Size
+			ev.Detail = fmt.Sprintf("round %d on %s", round, claim.HostID)
+		}); err != nil {
+			return "audit", err
+		}
+		var dl activities.DownloadResult
+		err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour}, o.MaxAttempts),
+			a.Download, activities.DownloadInput{JobID: r.in.Job.ID, RemotePath: r.in.Job.RemotePath, Size: st.Size,
+				RangeSize: o.RangeSize, Connections: o.Connections}).Get(ctx, &dl)
+		if err != nil {
+			r.attempts += attemptsOf(err, o.MaxAttempts)
+			return "download", err
+		}
+		r.attempts += int(dl.Attempt)
+		r.res.Download = dl
+		r.status.Stage = "verify"
+		if err := r.record(ctx, "download", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
+			ev.BytesPerSec = dl.BytesPerSec
+			ev.Detail = fmt.Sprintf("%d bytes in %.3fs (fetched %d, resumed %d) over %d connections, attempt %d",
+				dl.Size, dl.Seconds, dl.Fetched, dl.Resumed, dl.Connections, dl.Attempt)
+		}); err != nil {
+			return "audit", err
+		}
+		var vr activities.VerifyResult
+		err = workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 6 * time.Hour}, 3),
+			a.Verify, activities.VerifyInput{JobID: r.in.Job.ID, MD5: r.in.Job.MD5, Size: st.Size}).Get(ctx, &vr)
+		if err == nil {
+			sum = vr.MD5
+			break
+		}
+		if errorType(err) != activities.ErrTypeChecksumMismatch || round >= max(o.VerifyAttempts, 1) {
+			return "verify", err
+		}
+		if err := r.record(ctx, "verify", "failed", audit.StatusDownloading, func(ev *audit.Event) {
+			ev.Error = errorMessage(err)
+			ev.Detail = "downloading again"
+		}); err != nil {
+			return "audit", err
+		}
+	}
+	r.res.MD5 = sum
+	r.status.Stage = "promote"
+	if err := r.record(ctx, "verify", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
+		ev.MD5Actual = sum
+	}); err != nil {
+		return "audit", err
+	}
+	var pr activities.PromoteResult
+	if err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 5 * time.Minute}, o.MaxAttempts),
+		a.Promote, activities.PromoteInput{JobID: r.in.Job.ID, Key: r.in.Job.Key(), Size: st.Size}).Get(ctx, &pr); err != nil {
+		return "promote", err
+	}
+	r.status.Stage = "upload"
+	if err := r.record(ctx, "promote", "succeeded", audit.StatusUploading, nil); err != nil {
+		return "audit", err
+	}
+	var up activities.UploadResult
+	if err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour}, o.MaxAttempts),
+		a.Upload, activities.UploadInput{JobID: r.in.Job.ID, Key: r.in.Job.Key(), MD5: sum, Size: st.Size}).Get(ctx, &up); err != nil {
+		return "upload", err
+	}
+	r.res.Bucket, r.res.Key, r.res.UploadSkipped = up.Bucket, up.Key, up.Skipped
+	if err := r.record(ctx, "upload", "succeeded", audit.StatusSucceeded, func(ev *audit.Event) {
+		ev.S3Bucket, ev.S3Key, ev.Finished = up.Bucket, up.Key, true
+		if up.Skipped {
+			ev.Detail = "object already present with this md5"
+		}
+	}); err != nil {
+		return "audit", err
+	}
+	return "", nil
+}
+
+// deadLetter publishes a job that failed for good and records it; it returns the workflow's error.
+func (r *run) deadLetter(ctx workflow.Context, stage string, cause error) error {
+	r.status.Stage = "dead_letter"
+	reason, typ := errorMessage(cause), errorType(cause)
+	attempts := max(r.attempts, 1)
+	dctx := withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 24 * time.Hour},
+		retry(r.in.Options, 0))
+	status, outcome := audit.StatusDeadLettered, "succeeded"
+	dlErr := workflow.ExecuteActivity(dctx, a.DeadLetter, activities.DeadLetterInput{
+		JobID: r.in.Job.ID, Message: r.in.Message, Key: r.in.Key, Reason: reason, Stage: stage, ErrorType: typ,
+		Attempts: attempts, WorkflowID: r.info.WorkflowExecution.ID, SourceTopic: r.in.SourceTopic,
+		SourcePartition: r.in.SourcePartition, SourceOffset: r.in.SourceOffset,
+	}).Get(ctx, nil)
+	if dlErr != nil {
+		status, outcome = audit.StatusFailed, "failed"
+		workflow.GetLogger(ctx).Error("dead-letter publish", "job", r.in.Job.ID, "error", dlErr)
+	}
+	if err := r.record(ctx, "dead_letter", outcome, status, func(ev *audit.Event) {
+		ev.Error = fmt.Sprintf("%s: %s", stage, reason)
+		ev.Attempts, ev.Finished = attempts, true
+		if dlErr != nil {
+			ev.Detail = "dead-letter publish failed: " + errorMessage(dlErr)
+		}
+	}); err != nil {
+		workflow.GetLogger(ctx).Error("audit dead letter", "job", r.in.Job.ID, "error", err)
+	}
+	if typ == "" {
+		typ = "TransferFailed"
+	}
+	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s", stage, reason), typ, cause)
+}
+
+// record writes one audit event; fill adds step-specific fields.
+func (r *run) record(ctx workflow.Context, step, outcome, status string, fill func(*audit.Event)) error {
+	r.seq++
+	ev := audit.Event{
+		JobID: r.in.Job.ID, WorkflowID: r.info.WorkflowExecution.ID, RunID: r.info.WorkflowExecution.RunID,
+		Seq: r.seq, Step: step, Outcome: outcome, Status: status, At: workflow.Now(ctx),
+		RemotePath: r.in.Job.RemotePath, S3Bucket: r.in.Options.Bucket, S3Key: r.in.Job.Key(),
+		Attempts: r.attempts,
+	}
+	if fill != nil {
+		fill(&ev)
+	}
+	actx := withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second}, retry(r.in.Options, 0))
+	return workflow.ExecuteActivity(actx, a.Record, ev).Get(ctx, nil)
+}
+
+func withOpts(ctx workflow.Context, o workflow.ActivityOptions, rp *temporal.RetryPolicy) workflow.Context {
+	o.RetryPolicy = rp
+	return workflow.WithActivityOptions(ctx, o)
+}
+
+// retry builds the retry policy of a step; maxAttempts 0 retries until the step's timeouts end it.
+func retry(o Options, maxAttempts int) *temporal.RetryPolicy {
+	initial := o.RetryInterval
+	if initial <= 0 {
+		initial = time.Second
+	}
+	return &temporal.RetryPolicy{
+		InitialInterval:    initial,
+		BackoffCoefficient: 2,
+		MaximumInterval:    max(time.Minute, initial),
+		MaximumAttempts:    int32(maxAttempts),
+	}
+}
+
+// isHostLost reports a host-bound step that no worker of the host picked up in time.
+func isHostLost(err error) bool {
+	var te *temporal.TimeoutError
+	return errors.As(err, &te) && te.TimeoutType() == enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START
+}
+
+func attemptsOf(err error, maxAttempts int) int {
+	var ae *temporal.ActivityError
+	if errors.As(err, &ae) && ae.RetryState() == enumspb.RETRY_STATE_MAXIMUM_ATTEMPTS_REACHED {
+		return maxAttempts
+	}
+	return 1
+}
+
+// errorType is the ApplicationError type of the cause, or the timeout kind.
+func errorType(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Type()
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return "Timeout" + te.TimeoutType().String()
+	}
+	return ""
+}
+
+// errorMessage is the innermost message: the activity's own words without the SDK's wrapping.
+func errorMessage(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Message()
+	}
+	var te *temporal.TimeoutError
+	if errors.As(err, &te) {
+		return te.Error()
+	}
+	return err.Error()
+}
