@@ -161,7 +161,6 @@ func (a *app) runDemo(ctx context.Context, out io.Writer, cfg config.Config, st 
 	return nil
 }
 
-
 // waitWorkflow waits for the workflow to exist and to finish.
 func waitWorkflow(ctx context.Context, c client.Client, id string) (workflows.Result, error) {
 	var r workflows.Result

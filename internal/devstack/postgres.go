@@ -2,8 +2,8 @@ package devstack
 
 import (
 	"context"
-	"hash/fnv"
 	"fmt"
+	"hash/fnv"
 	"io"
 	"os"
 	"os/exec"
@@ -172,4 +172,3 @@ func reachableByOthers(dir string) bool {
 		}
 	}
 }
-

@@ -1,0 +1,47 @@
+# kafkasync — `make help` lists the targets.
+SHELL := /bin/bash
+GO ?= go
+BIN := $(CURDIR)/bin
+TEMPORAL_CLI_VERSION := v1.5.1
+VERSITYGW_VERSION := v1.8.0
+export PATH := $(BIN):$(PATH)
+
+.PHONY: help run test build tools deps lint clean
+
+help: ## list the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-8s %s\n", $$1, $$2}'
+
+run: tools build ## install what is missing, build, start the whole pipeline with sample jobs (Ctrl-C stops it)
+	$(BIN)/kafkasync dev --demo
+
+test: tools ## run every test against real servers on loopback (what CI runs)
+	$(GO) vet ./...
+	$(GO) test -p 1 -count=1 -timeout 25m ./...
+
+build: ## build bin/kafkasync
+	$(GO) build -o $(BIN)/kafkasync ./cmd/kafkasync
+
+tools: deps $(BIN)/temporal $(BIN)/versitygw ## build the Temporal dev server and the S3 server into bin/ (once)
+
+# PostgreSQL comes from Debian's packages; the rest builds from the Go module proxy.
+deps: ## install PostgreSQL from the system's packages when it is missing
+	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
+	  echo "installing PostgreSQL (apt-get)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+$(BIN)/temporal:
+	@echo "building the Temporal CLI $(TEMPORAL_CLI_VERSION) into bin/ (a few minutes, once)"
+	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+$(BIN)/versitygw:
+	@echo "building versitygw $(VERSITYGW_VERSION) into bin/ (about two minutes, once)"
+	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+lint: ## gofmt and go vet
+	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)
+	$(GO) vet ./...
+
+clean: ## remove bin/ and the dev stack's data (.kafkasync/)
+	rm -rf $(BIN) .kafkasync

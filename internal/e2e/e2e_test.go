@@ -1,0 +1,305 @@
+// Package e2e tests the whole pipeline through real servers: a Kafka-protocol broker, Temporal,
+// SFTP, S3 and PostgreSQL, with the bridge and workers of kafkasync in between.
+package e2e
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/IBM/sarama"
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/testenv"
+	"github.com/kafkasync/kafkasync/starter"
+	"github.com/kafkasync/kafkasync/workers"
+	"github.com/kafkasync/kafkasync/workflows"
+)
+
+// pipeline runs a worker and the bridge in process until the test ends.
+type pipeline struct {
+	env    *testenv.Env
+	client client.Client
+	store  *audit.Store
+	prod   sarama.SyncProducer
+}
+
+func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
+	t.Helper()
+	cfg := env.Cfg
+	log := env.Logger(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	c, err := workers.Dial(ctx, cfg.Temporal, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	store, err := audit.Open(ctx, cfg.Postgres.DSN.Reveal())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(store.Close)
+	if _, err := store.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	prod, err := workers.NewProducer(cfg.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { prod.Close() })
+	if withWorker {
+		tr, closeT, err := workers.NewTransfer(ctx, cfg, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer closeT()
+			if err := workers.Run(ctx, c, cfg.Temporal.TaskQueue, tr, time.Second); err != nil {
+				t.Errorf("worker: %v", err)
+			}
+		}()
+	}
+	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: bridgeOptions(cfg),
+		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: time.Second}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		if err := starter.Run(ctx, cfg.Kafka.Brokers, cfg.Kafka.Group, cfg.Kafka.JobsTopic, starter.ConsumerConfig("e2e"), b); err != nil {
+			t.Errorf("bridge: %v", err)
+		}
+	}()
+	return &pipeline{env: env, client: c, store: store, prod: prod}
+}
+
+func bridgeOptions(cfg config.Config) workflows.Options {
+	tr := cfg.Transfer
+	return workflows.Options{
+		MinAge: tr.MinAge.D(), HeartbeatTimeout: tr.HeartbeatTimeout.D(), HostTimeout: tr.HostTimeout.D(),
+		RetryInterval: tr.RetryInterval.D(), MaxAttempts: tr.MaxAttempts, VerifyAttempts: tr.VerifyAttempts,
+		HostMoves: tr.HostMoves, RangeSize: int64(tr.RangeSize), Connections: tr.Connections, Bucket: cfg.S3.Bucket,
+	}
+}
+
+func (p *pipeline) publish(t *testing.T, key, value string) {
+	t.Helper()
+	var k sarama.Encoder
+	if key != "" {
+		k = sarama.StringEncoder(key)
+	}
+	if _, _, err := p.prod.SendMessage(&sarama.ProducerMessage{Topic: p.env.Cfg.Kafka.JobsTopic, Key: k, Value: sarama.StringEncoder(value)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// wait waits for the job's workflow to exist and end.
+func (p *pipeline) wait(ctx context.Context, id string) (workflows.Result, error) {
+	var r workflows.Result
+	for {
+		err := p.client.GetWorkflow(ctx, job.Job{ID: id}.WorkflowID(), "").Get(ctx, &r)
+		if err == nil || ctx.Err() != nil || !isNotFound(err) {
+			return r, err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
+type fileJob struct {
+	id, path, md5 string
+	size          int64
+}
+
+func TestPipelineEndToEnd(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	p := startPipeline(t, env, true)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+
+	// 20 files from 0 bytes to 64 MiB.
+	sizes := []int64{0, 1, 2, 1000, 4096, 65535, 65536, 100_000, 1 << 20, (1 << 20) + 1, 3 << 20, 5 << 20,
+		(5 << 20) + 17, 8 << 20, 10 << 20, 16 << 20, 20<<20 + 3, 32 << 20, 48 << 20, 64 << 20}
+	var good []fileJob
+	for i, size := range sizes {
+		path := fmt.Sprintf("/in/batch-%02d/file-%02d.bin", i%3, i)
+		sum := env.WriteFile(t, path[1:], size, uint64(i+1))
+		good = append(good, fileJob{id: fmt.Sprintf("good-%02d", i), path: path, md5: sum, size: size})
+	}
+	badSum := env.WriteFile(t, "in/wrong-md5.bin", 3<<20, 999)
+	wrongMD5 := "00000000000000000000000000000000"
+	if badSum == wrongMD5 {
+		t.Fatal("impossible checksum")
+	}
+
+	start := time.Now()
+	for _, j := range good {
+		p.publish(t, j.id, fmt.Sprintf(`{"id":%q,"remote_path":%q,"md5":%q,"size":%d}`, j.id, j.path, j.md5, j.size))
+	}
+	p.publish(t, "wrong-md5", `{"remote_path":"/in/wrong-md5.bin","md5":"`+wrongMD5+`"}`)
+	p.publish(t, "malformed", `{"remote_path":"../../etc/passwd","md5":"x"}`)
+	// A redelivered job must not start a second transfer.
+	p.publish(t, good[5].id, fmt.Sprintf(`{"id":%q,"remote_path":%q,"md5":%q,"size":%d}`, good[5].id, good[5].path, good[5].md5, good[5].size))
+
+	var bytes int64
+	for _, j := range good {
+		r, err := p.wait(ctx, j.id)
+		if err != nil {
+			t.Fatalf("job %s: %v", j.id, err)
+		}
+		if r.MD5 != j.md5 || r.Size != j.size || r.Key != j.path[1:] {
+			t.Fatalf("job %s result %+v, want md5 %s size %d", j.id, r, j.md5, j.size)
+		}
+		bytes += j.size
+		if j.size == 64<<20 {
+			t.Logf("64 MiB download: %.1f MB/s over %d connections (%.3fs)", r.Download.BytesPerSec/1e6, r.Download.Connections, r.Download.Seconds)
+		}
+	}
+	elapsed := time.Since(start)
+	t.Logf("20 jobs, %d MiB in all, end to end in %s", bytes>>20, elapsed.Round(time.Millisecond))
+
+	_, err := p.wait(ctx, "wrong-md5")
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != activities.ErrTypeChecksumMismatch {
+		t.Fatalf("wrong-md5 job: got %v, want a ChecksumMismatch failure", err)
+	}
+
+	// Every good file is in S3 with the right bytes and its MD5 as metadata.
+	s3c := env.Stack.S3.Client()
+	for _, j := range good {
+		out, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(env.Cfg.S3.Bucket), Key: aws.String(j.path[1:])})
+		if err != nil {
+			t.Fatalf("get %s: %v", j.path, err)
+		}
+		h := md5.New()
+		n, err := io.Copy(h, out.Body)
+		out.Body.Close()
+		if err != nil || n != j.size || hex.EncodeToString(h.Sum(nil)) != j.md5 {
+			t.Fatalf("object %s: %d bytes md5 %x (err %v), want %d bytes md5 %s", j.path, n, h.Sum(nil), err, j.size, j.md5)
+		}
+		if out.Metadata[activities.MetaMD5] != j.md5 {
+			t.Fatalf("object %s metadata %v", j.path, out.Metadata)
+		}
+	}
+
+	// The audit table: exactly one SUCCEEDED row per good job, the bad one DEAD_LETTERED, no other row.
+	rows, err := p.store.Pool().Query(ctx, `SELECT job_id, status, md5_actual, size_bytes FROM jobs ORDER BY job_id`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for rows.Next() {
+		var id, status string
+		var md5Actual *string
+		var size *int64
+		if err := rows.Scan(&id, &status, &md5Actual, &size); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = status
+	}
+	if rows.Err() != nil {
+		t.Fatal(rows.Err())
+	}
+	if len(got) != len(good)+1 {
+		t.Fatalf("audit has %d jobs, want %d: %v", len(got), len(good)+1, got)
+	}
+	for _, j := range good {
+		if got[j.id] != audit.StatusSucceeded {
+			t.Fatalf("audit %s = %q, want SUCCEEDED", j.id, got[j.id])
+		}
+	}
+	if got["wrong-md5"] != audit.StatusDeadLettered {
+		t.Fatalf("audit wrong-md5 = %q, want DEAD_LETTERED", got["wrong-md5"])
+	}
+	var events int
+	if err := p.store.Pool().QueryRow(ctx, `SELECT count(*) FROM job_events WHERE job_id = $1 AND step = 'upload' AND outcome = 'succeeded'`, good[5].id).Scan(&events); err != nil || events != 1 {
+		t.Fatalf("redelivered job has %d upload events (err %v), want 1", events, err)
+	}
+
+	// The dead-letter topic holds the malformed message and the wrong-md5 job, and nothing else.
+	dl := readDLQ(t, env.Cfg, 2, 5*time.Second)
+	if len(dl) != 2 {
+		t.Fatalf("dead-letter topic has %d messages, want 2: %v", len(dl), dl)
+	}
+	byKey := map[string]map[string]string{}
+	for _, m := range dl {
+		byKey[m.key] = m.headers
+	}
+	if h := byKey["malformed"]; h == nil || h["stage"] != "validate" || h["reason"] == "" || h["original_topic"] != env.Cfg.Kafka.JobsTopic {
+		t.Fatalf("malformed message dead letter: %v", byKey)
+	}
+	if h := byKey["wrong-md5"]; h == nil || h["stage"] != "verify" || h["error_type"] != activities.ErrTypeChecksumMismatch || h["workflow_id"] != "file-wrong-md5" {
+		t.Fatalf("wrong-md5 dead letter: %v", byKey)
+	}
+}
+
+type dlMsg struct {
+	key     string
+	value   string
+	headers map[string]string
+}
+
+func (m dlMsg) String() string { return fmt.Sprintf("%s=%s %v", m.key, m.value, m.headers) }
+
+// readDLQ reads the dead-letter topic from the start until want messages arrived and then quiet
+// more passed with nothing new.
+func readDLQ(t *testing.T, cfg config.Config, want int, quiet time.Duration) []dlMsg {
+	t.Helper()
+	sc := sarama.NewConfig()
+	c, err := sarama.NewConsumer(cfg.Kafka.Brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	parts, err := c.Partitions(cfg.Kafka.DLQTopic)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msgs := make(chan *sarama.ConsumerMessage, 100)
+	for _, p := range parts {
+		pc, err := c.ConsumePartition(cfg.Kafka.DLQTopic, p, sarama.OffsetOldest)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer pc.Close()
+		go func() {
+			for m := range pc.Messages() {
+				msgs <- m
+			}
+		}()
+	}
+	var out []dlMsg
+	deadline := time.After(30 * time.Second)
+	for {
+		timeout := quiet
+		if len(out) < want {
+			timeout = 30 * time.Second
+		}
+		select {
+		case m := <-msgs:
+			h := map[string]string{}
+			for _, rh := range m.Headers {
+				h[string(rh.Key)] = string(rh.Value)
+			}
+			out = append(out, dlMsg{key: string(m.Key), value: string(m.Value), headers: h})
+		case <-time.After(timeout):
+			return out
+		case <-deadline:
+			return out
+		}
+	}
+}

@@ -1,0 +1,141 @@
+// Package testenv starts the real servers for tests (on free loopback ports, data in a temporary
+// folder, everything stopped in t.Cleanup) and builds a config pointing at them.
+package testenv
+
+import (
+	"context"
+	"crypto/md5"
+	"encoding/hex"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/devstack"
+)
+
+// Env is a running stack and a config for it.
+type Env struct {
+	Stack *devstack.Stack
+	Cfg   config.Config
+	Dir   string
+}
+
+// Options tune Start.
+type Options struct {
+	SFTPReadRate int
+}
+
+// Start starts every server, or fails the test. The config uses short timeouts suited to tests.
+func Start(t testing.TB, o Options) *Env {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "kafkasync-test-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// PostgreSQL runs as the postgres user when tests run as root: it must reach its folder.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	logf, err := os.Create(filepath.Join(dir, "servers.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { logf.Close() })
+	cfg := config.Default()
+	cfg.Kafka.JobsTopic = "jobs"
+	cfg.Kafka.DLQTopic = "jobs.dlq"
+	cfg.S3.Bucket = "kafkasync-test"
+	st, err := devstack.Start(ctx, devstack.Options{
+		Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: true, SFTPReadRate: o.SFTPReadRate,
+		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Bucket: cfg.S3.Bucket,
+		S3AccessKey: "test-access", S3SecretKey: "test-secret-key", Log: logf,
+	})
+	if err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("start servers: %v\n%s", err, tail(b, 4000))
+	}
+	t.Cleanup(st.Stop)
+	st.Apply(&cfg)
+	cfg.Temporal.TaskQueue = "kafkasync-test"
+	cfg.Temporal.UIURL = ""
+	cfg.Transfer.StagingDir = filepath.Join(dir, "data", "staging")
+	cfg.Transfer.CompletedDir = filepath.Join(dir, "data", "completed")
+	cfg.Transfer.HostID = "test-host"
+	cfg.Transfer.RangeSize = 1 << 20
+	cfg.Transfer.Connections = 4
+	cfg.Transfer.HeartbeatTimeout = config.Duration(2 * time.Second)
+	cfg.Transfer.HostTimeout = config.Duration(time.Minute)
+	cfg.Transfer.RetryInterval = config.Duration(200 * time.Millisecond)
+	cfg.Transfer.MaxAttempts = 4
+	cfg.Transfer.VerifyAttempts = 2
+	cfg.S3.PartSize = 5 << 20
+	if err := cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	return &Env{Stack: st, Cfg: cfg, Dir: dir}
+}
+
+func tail(b []byte, n int) []byte {
+	if len(b) > n {
+		return b[len(b)-n:]
+	}
+	return b
+}
+
+// WriteFile writes size pseudo-random bytes (seeded) to rel under the SFTP root and returns its MD5.
+func (e *Env) WriteFile(t testing.TB, rel string, size int64, seed uint64) string {
+	t.Helper()
+	p := filepath.Join(e.Stack.SFTP.Root, rel)
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h := md5.New()
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	if _, err := io.CopyN(io.MultiWriter(f, h), randReader{r}, size); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(h.Sum(nil))
+}
+
+type randReader struct{ r *rand.Rand }
+
+func (r randReader) Read(p []byte) (int, error) {
+	for i := 0; i+8 <= len(p); i += 8 {
+		v := r.r.Uint64()
+		for k := 0; k < 8; k++ {
+			p[i+k] = byte(v >> (8 * k))
+		}
+	}
+	for i := len(p) &^ 7; i < len(p); i++ {
+		p[i] = byte(r.r.Uint32())
+	}
+	return len(p), nil
+}
+
+// Logger returns a logger writing to a file in the test's folder; a failed test prints its tail.
+func (e *Env) Logger(t testing.TB) *slog.Logger {
+	f, err := os.OpenFile(filepath.Join(e.Dir, "test.log"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if t.Failed() {
+			b, _ := os.ReadFile(f.Name())
+			t.Logf("log tail:\n%s", tail(b, 8000))
+		}
+	})
+	return slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
