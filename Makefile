@@ -6,7 +6,7 @@ TEMPORAL_CLI_VERSION := v1.5.1
 VERSITYGW_VERSION := v1.8.0
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help run test build tools deps lint clean
+.PHONY: help run test build tools deps lint clean histories
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -45,3 +45,6 @@ lint: ## gofmt and go vet
 
 clean: ## remove bin/ and the dev stack's data (.kafkasync/)
 	rm -rf $(BIN) .kafkasync
+
+histories: tools ## record new workflow histories for the replay test (after a deliberate workflow change)
+	KAFKASYNC_WRITE_HISTORY=$(CURDIR)/workflows/testdata $(GO) test -count=1 -run TestPipelineEndToEnd ./internal/e2e/

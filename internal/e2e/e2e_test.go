@@ -172,7 +172,10 @@ func TestPipelineEndToEnd(t *testing.T) {
 	elapsed := time.Since(start)
 	t.Logf("20 jobs, %d MiB in all, end to end in %s", bytes>>20, elapsed.Round(time.Millisecond))
 
+	saveHistory(t, ctx, p.client, job.Job{ID: good[5].id}.WorkflowID())
+
 	_, err := p.wait(ctx, "wrong-md5")
+	saveHistory(t, ctx, p.client, "file-wrong-md5")
 	var app *temporal.ApplicationError
 	if !errors.As(err, &app) || app.Type() != activities.ErrTypeChecksumMismatch {
 		t.Fatalf("wrong-md5 job: got %v, want a ChecksumMismatch failure", err)

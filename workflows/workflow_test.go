@@ -1,0 +1,158 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/temporal"
+	"github.com/stretchr/testify/mock"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/job"
+)
+
+type fixture struct {
+	env      *testsuite.TestWorkflowEnvironment
+	statuses []string
+	dead     []activities.DeadLetterInput
+	claims   int
+	statErr  error
+}
+
+func setup(t *testing.T) *fixture {
+	var s testsuite.WorkflowTestSuite
+	f := &fixture{env: s.NewTestWorkflowEnvironment()}
+	f.env.RegisterWorkflowWithOptions(FileTransfer, workflow.RegisterOptions{Name: Name})
+	f.env.RegisterActivity(&activities.Transfer{})
+	f.env.OnActivity(a.Record, mockAny, mockAny).Return(func(_ context.Context, ev audit.Event) error {
+		f.statuses = append(f.statuses, ev.Step+":"+ev.Outcome+":"+ev.Status)
+		return nil
+	})
+	f.env.OnActivity(a.Stat, mockAny, mockAny).Return(func(context.Context, activities.StatInput) (activities.StatResult, error) {
+		return activities.StatResult{Size: 10}, f.statErr
+	})
+	f.env.OnActivity(a.ClaimHost, mockAny).Return(func(context.Context) (activities.HostClaim, error) {
+		f.claims++
+		return activities.HostClaim{HostID: "h", Queue: "q@h"}, nil
+	})
+	f.env.OnActivity(a.Promote, mockAny, mockAny).Return(activities.PromoteResult{Key: "in/a.bin"}, nil)
+	f.env.OnActivity(a.Upload, mockAny, mockAny).Return(activities.UploadResult{Bucket: "b", Key: "in/a.bin"}, nil)
+	f.env.OnActivity(a.DeadLetter, mockAny, mockAny).Return(func(_ context.Context, in activities.DeadLetterInput) error {
+		f.dead = append(f.dead, in)
+		return nil
+	})
+	return f
+}
+
+var mockAny = mock.Anything
+
+func input() Input {
+	return Input{
+		Job:     job.Job{ID: "a", RemotePath: "/in/a.bin", MD5: "0123456789abcdef0123456789abcdef", Size: 10},
+		Message: []byte(`{"id":"a"}`),
+		Options: Options{HeartbeatTimeout: time.Second, HostTimeout: time.Minute, MaxAttempts: 2, VerifyAttempts: 2,
+			HostMoves: 2, RangeSize: 4, Connections: 2, Bucket: "b"},
+	}
+}
+
+func TestHappyPath(t *testing.T) {
+	f := setup(t)
+	f.env.OnActivity(a.Download, mockAny, mockAny).Return(activities.DownloadResult{Size: 10, Fetched: 10, Attempt: 1}, nil)
+	f.env.OnActivity(a.Verify, mockAny, mockAny).Return(activities.VerifyResult{MD5: input().Job.MD5}, nil)
+	f.env.ExecuteWorkflow(Name, input())
+	if err := f.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var r Result
+	if err := f.env.GetWorkflowResult(&r); err != nil {
+		t.Fatal(err)
+	}
+	if r.Key != "in/a.bin" || r.MD5 != input().Job.MD5 || r.Size != 10 || r.Host != "h" {
+		t.Fatalf("result %+v", r)
+	}
+	want := []string{"queued:started:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
+		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED"}
+	if !equal(f.statuses, want) {
+		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
+	}
+	if len(f.dead) != 0 {
+		t.Fatalf("dead letters %v", f.dead)
+	}
+}
+
+func TestChecksumMismatchDownloadsAgainThenDeadLetters(t *testing.T) {
+	f := setup(t)
+	downloads := 0
+	f.env.OnActivity(a.Download, mockAny, mockAny).Return(func(context.Context, activities.DownloadInput) (activities.DownloadResult, error) {
+		downloads++
+		return activities.DownloadResult{Size: 10, Attempt: 1}, nil
+	})
+	f.env.OnActivity(a.Verify, mockAny, mockAny).Return(activities.VerifyResult{},
+		temporal.NewNonRetryableApplicationError("md5 x, job says y", activities.ErrTypeChecksumMismatch, nil))
+	f.env.ExecuteWorkflow(Name, input())
+	err := f.env.GetWorkflowError()
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != activities.ErrTypeChecksumMismatch {
+		t.Fatalf("workflow error %v, want ChecksumMismatch", err)
+	}
+	if downloads != 2 {
+		t.Fatalf("%d downloads, want 2 (verify_attempts)", downloads)
+	}
+	if len(f.dead) != 1 || f.dead[0].Stage != "verify" || f.dead[0].ErrorType != activities.ErrTypeChecksumMismatch ||
+		f.dead[0].Attempts != 2 || string(f.dead[0].Message) != `{"id":"a"}` {
+		t.Fatalf("dead letters %+v", f.dead)
+	}
+	if last := f.statuses[len(f.statuses)-1]; last != "dead_letter:succeeded:DEAD_LETTERED" {
+		t.Fatalf("last audit event %s", last)
+	}
+}
+
+func TestLostHostMovesJob(t *testing.T) {
+	f := setup(t)
+	calls := 0
+	f.env.OnActivity(a.Download, mockAny, mockAny).Return(func(context.Context, activities.DownloadInput) (activities.DownloadResult, error) {
+		calls++
+		if calls == 1 {
+			return activities.DownloadResult{}, temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_SCHEDULE_TO_START, nil)
+		}
+		return activities.DownloadResult{Size: 10, Fetched: 10, Attempt: 1}, nil
+	})
+	f.env.OnActivity(a.Verify, mockAny, mockAny).Return(activities.VerifyResult{MD5: input().Job.MD5}, nil)
+	f.env.ExecuteWorkflow(Name, input())
+	if err := f.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	if f.claims != 2 || calls != 2 {
+		t.Fatalf("claims %d downloads %d, want 2 and 2", f.claims, calls)
+	}
+}
+
+func TestFinalStatErrorDeadLetters(t *testing.T) {
+	f := setup(t)
+	f.statErr = temporal.NewNonRetryableApplicationError("stat /in/a.bin: file does not exist", activities.ErrTypeRemoteNotFound, nil)
+	f.env.ExecuteWorkflow(Name, input())
+	if f.env.GetWorkflowError() == nil {
+		t.Fatal("workflow succeeded")
+	}
+	if len(f.dead) != 1 || f.dead[0].Stage != "stat" || f.dead[0].ErrorType != activities.ErrTypeRemoteNotFound {
+		t.Fatalf("dead letters %+v", f.dead)
+	}
+}
+
+func equal(a, b []string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := range a {
+		if a[i] != b[i] {
+			return false
+		}
+	}
+	return true
+}
