@@ -1,0 +1,243 @@
+package activities_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"golang.org/x/crypto/ssh"
+
+	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/sftpdial"
+	"github.com/kafkasync/kafkasync/internal/sftpserver"
+	"github.com/kafkasync/kafkasync/internal/testenv"
+	"github.com/kafkasync/kafkasync/workers"
+)
+
+type bundle struct {
+	env *testenv.Env
+	tr  *activities.Transfer
+	s   testsuite.WorkflowTestSuite
+}
+
+func setup(t *testing.T) *bundle {
+	t.Helper()
+	env := testenv.Start(t, testenv.Options{})
+	tr, closeT, err := workers.NewTransfer(context.Background(), env.Cfg, env.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeT)
+	return &bundle{env: env, tr: tr}
+}
+
+func (b *bundle) actEnv() *testsuite.TestActivityEnvironment {
+	e := b.s.NewTestActivityEnvironment()
+	e.RegisterActivity(b.tr)
+	return e
+}
+
+func errType(err error) string {
+	var app *temporal.ApplicationError
+	if errors.As(err, &app) {
+		return app.Type()
+	}
+	return ""
+}
+
+func TestActivitiesAgainstRealServers(t *testing.T) {
+	b := setup(t)
+	const size = 5<<20 + 123
+	sum := b.env.WriteFile(t, "in/sub/a.bin", size, 7)
+
+	t.Run("stat", func(t *testing.T) {
+		v, err := b.actEnv().ExecuteActivity(b.tr.Stat, activities.StatInput{RemotePath: "/in/sub/a.bin", ExpectedSize: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var st activities.StatResult
+		v.Get(&st)
+		if st.Size != size {
+			t.Fatalf("size %d", st.Size)
+		}
+	})
+	t.Run("stat missing file is final", func(t *testing.T) {
+		_, err := b.actEnv().ExecuteActivity(b.tr.Stat, activities.StatInput{RemotePath: "/in/nope.bin", ExpectedSize: -1})
+		if errType(err) != activities.ErrTypeRemoteNotFound {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("stat too young is retried later", func(t *testing.T) {
+		_, err := b.actEnv().ExecuteActivity(b.tr.Stat, activities.StatInput{RemotePath: "/in/sub/a.bin", ExpectedSize: -1, MinAge: time.Hour})
+		var app *temporal.ApplicationError
+		if !errors.As(err, &app) || app.Type() != activities.ErrTypeTooYoung || app.NonRetryable() || app.NextRetryDelay() <= 0 {
+			t.Fatalf("err %v", err)
+		}
+	})
+	t.Run("stat wrong size is final", func(t *testing.T) {
+		_, err := b.actEnv().ExecuteActivity(b.tr.Stat, activities.StatInput{RemotePath: "/in/sub/a.bin", ExpectedSize: 3})
+		if errType(err) != activities.ErrTypeSizeMismatch {
+			t.Fatalf("err %v", err)
+		}
+	})
+
+	in := activities.DownloadInput{JobID: "job-a", RemotePath: "/in/sub/a.bin", Size: size, RangeSize: 1 << 20, Connections: 3}
+	t.Run("download then verify, promote, upload", func(t *testing.T) {
+		v, err := b.actEnv().ExecuteActivity(b.tr.Download, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dl activities.DownloadResult
+		v.Get(&dl)
+		if dl.Fetched != size || dl.Resumed != 0 || dl.Connections != 3 {
+			t.Fatalf("download %+v", dl)
+		}
+		v, err = b.actEnv().ExecuteActivity(b.tr.Verify, activities.VerifyInput{JobID: "job-a", MD5: sum, Size: size})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.actEnv().ExecuteActivity(b.tr.Promote, activities.PromoteInput{JobID: "job-a", Key: "in/sub/a.bin", Size: size}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(b.env.Cfg.Transfer.CompletedDir, "in/sub/a.bin")); err != nil {
+			t.Fatalf("promoted file: %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(b.env.Cfg.Transfer.StagingDir, "job-a.part")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("staging file still there: %v", err)
+		}
+		// A retried promote after the rename succeeds.
+		if _, err := b.actEnv().ExecuteActivity(b.tr.Promote, activities.PromoteInput{JobID: "job-a", Key: "in/sub/a.bin", Size: size}); err != nil {
+			t.Fatalf("second promote: %v", err)
+		}
+		up := activities.UploadInput{JobID: "job-a", Key: "in/sub/a.bin", MD5: sum, Size: size}
+		v, err = b.actEnv().ExecuteActivity(b.tr.Upload, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var ur activities.UploadResult
+		v.Get(&ur)
+		if ur.Skipped {
+			t.Fatal("first upload skipped")
+		}
+		v, err = b.actEnv().ExecuteActivity(b.tr.Upload, up)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Get(&ur)
+		if !ur.Skipped {
+			t.Fatal("second upload of the same object was not skipped")
+		}
+	})
+	t.Run("download resumes from heartbeat details", func(t *testing.T) {
+		in := in
+		in.JobID = "job-resume"
+		// A previous attempt finished ranges 0-2 and 4: those bytes are already in the staging file.
+		full, err := os.ReadFile(filepath.Join(b.env.Stack.SFTP.Root, "in/sub/a.bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := make([]byte, size)
+		copy(part[:3<<20], full[:3<<20])
+		copy(part[4<<20:5<<20], full[4<<20:5<<20])
+		if err := os.WriteFile(filepath.Join(b.env.Cfg.Transfer.StagingDir, "job-resume.part"), part, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e := b.actEnv()
+		e.SetHeartbeatDetails(activities.Progress{Size: size, RangeSize: 1 << 20, Done: []activities.Span{{From: 0, To: 3}, {From: 4, To: 5}}})
+		before := b.env.Stack.SFTP.Server.BytesSent()
+		v, err := e.ExecuteActivity(b.tr.Download, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dl activities.DownloadResult
+		v.Get(&dl)
+		wantFetched := int64(size - 4<<20) // range 3 and the 123-byte tail
+		if dl.Resumed != 4<<20 || dl.Fetched != wantFetched {
+			t.Fatalf("resume fetched %d resumed %d, want %d and %d", dl.Fetched, dl.Resumed, wantFetched, 4<<20)
+		}
+		if sent := b.env.Stack.SFTP.Server.BytesSent() - before; sent != wantFetched {
+			t.Fatalf("server sent %d bytes, want %d", sent, wantFetched)
+		}
+		if _, err := b.actEnv().ExecuteActivity(b.tr.Verify, activities.VerifyInput{JobID: "job-resume", MD5: sum, Size: size}); err != nil {
+			t.Fatalf("resumed file: %v", err)
+		}
+	})
+	t.Run("heartbeat not trusted when the staging file is gone", func(t *testing.T) {
+		in := in
+		in.JobID = "job-stale"
+		e := b.actEnv()
+		e.SetHeartbeatDetails(activities.Progress{Size: size, RangeSize: 1 << 20, Done: []activities.Span{{From: 0, To: 6}}})
+		v, err := e.ExecuteActivity(b.tr.Download, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dl activities.DownloadResult
+		v.Get(&dl)
+		if dl.Fetched != size || dl.Resumed != 0 {
+			t.Fatalf("fetched %d resumed %d, want a full download", dl.Fetched, dl.Resumed)
+		}
+	})
+	t.Run("verify mismatch deletes the staging file", func(t *testing.T) {
+		_, err := b.actEnv().ExecuteActivity(b.tr.Verify, activities.VerifyInput{JobID: "job-stale", MD5: "00000000000000000000000000000000", Size: size})
+		if errType(err) != activities.ErrTypeChecksumMismatch {
+			t.Fatalf("err %v", err)
+		}
+		if _, err := os.Stat(filepath.Join(b.env.Cfg.Transfer.StagingDir, "job-stale.part")); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("staging file kept after mismatch: %v", err)
+		}
+	})
+	t.Run("promote cannot leave completed through a symlink", func(t *testing.T) {
+		outside := t.TempDir()
+		if err := os.Symlink(outside, filepath.Join(b.env.Cfg.Transfer.CompletedDir, "evil")); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(b.env.Cfg.Transfer.StagingDir, "job-evil.part"), []byte("x"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		_, err := b.actEnv().ExecuteActivity(b.tr.Promote, activities.PromoteInput{JobID: "job-evil", Key: "evil/passwd", Size: 1})
+		if err == nil {
+			t.Fatal("promote followed a symlink out of completed/")
+		}
+		if entries, _ := os.ReadDir(outside); len(entries) != 0 {
+			t.Fatalf("file written outside completed/: %v", entries)
+		}
+	})
+}
+
+func TestUnknownHostKeyIsRefused(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	other, _, err := sftpserver.NewHostKey()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kh := filepath.Join(t.TempDir(), "known_hosts")
+	os.WriteFile(kh, []byte(sftpserver.KnownHostsLine(env.Stack.SFTP.Addr, other.PublicKey())+"\n"), 0o644)
+	cfg := env.Cfg.SFTP
+	cfg.KnownHosts = kh
+	d, err := sftpdial.New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := &activities.Transfer{SFTP: d}
+	var s testsuite.WorkflowTestSuite
+	e := s.NewTestActivityEnvironment()
+	e.RegisterActivity(tr)
+	env.WriteFile(t, "x.bin", 1, 1)
+	_, err = e.ExecuteActivity(tr.Stat, activities.StatInput{RemotePath: "/x.bin", ExpectedSize: -1})
+	if errType(err) != activities.ErrTypeHostKey {
+		t.Fatalf("err %v, want HostKeyMismatch", err)
+	}
+	// A pinned key that differs is refused too; the right one is accepted.
+	cfg.KnownHosts, cfg.HostKey = "", string(ssh.MarshalAuthorizedKey(other.PublicKey()))
+	if d, err = sftpdial.New(cfg); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := d.Dial(context.Background()); !errors.Is(err, sftpdial.ErrHostKey) {
+		t.Fatalf("pinned wrong key: %v", err)
+	}
+}
