@@ -16,6 +16,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/workflows"
 )
@@ -194,5 +195,15 @@ func Run(ctx context.Context, brokers []string, group, topic string, sc *sarama.
 		if ctx.Err() != nil {
 			return nil
 		}
+	}
+}
+
+// WorkflowOptions are the per-run settings the bridge gives each workflow, taken from the config.
+func WorkflowOptions(cfg config.Config) workflows.Options {
+	t := cfg.Transfer
+	return workflows.Options{
+		MinAge: t.MinAge.D(), HeartbeatTimeout: t.HeartbeatTimeout.D(), HostTimeout: t.HostTimeout.D(),
+		RetryInterval: t.RetryInterval.D(), MaxAttempts: t.MaxAttempts, VerifyAttempts: t.VerifyAttempts,
+		HostMoves: t.HostMoves, RangeSize: int64(t.RangeSize), Connections: t.Connections, Bucket: cfg.S3.Bucket,
 	}
 }

@@ -15,7 +15,6 @@ import (
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/ui"
 	"github.com/kafkasync/kafkasync/workers"
-	"github.com/kafkasync/kafkasync/workflows"
 )
 
 func (a *app) workerCmd() *cobra.Command {
@@ -59,16 +58,6 @@ kafka.dlq_topic with the reason in its headers. Offsets are committed only after
 	}
 }
 
-// workflowOptions are the per-run settings the bridge gives each workflow.
-func workflowOptions(cfg config.Config) workflows.Options {
-	t := cfg.Transfer
-	return workflows.Options{
-		MinAge: t.MinAge.D(), HeartbeatTimeout: t.HeartbeatTimeout.D(), HostTimeout: t.HostTimeout.D(),
-		RetryInterval: t.RetryInterval.D(), MaxAttempts: t.MaxAttempts, VerifyAttempts: t.VerifyAttempts,
-		HostMoves: t.HostMoves, RangeSize: int64(t.RangeSize), Connections: t.Connections, Bucket: cfg.S3.Bucket,
-	}
-}
-
 func (a *app) runBridge(ctx context.Context, cfg config.Config) error {
 	c, err := workers.Dial(ctx, cfg.Temporal, a.log)
 	if err != nil {
@@ -80,7 +69,7 @@ func (a *app) runBridge(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	defer prod.Close()
-	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: workflowOptions(cfg),
+	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: starter.WorkflowOptions(cfg),
 		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: a.log, Backoff: 30 * time.Second}
 	a.log.Info("bridge started", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.JobsTopic, "group", cfg.Kafka.Group)
 	return starter.Run(ctx, cfg.Kafka.Brokers, cfg.Kafka.Group, cfg.Kafka.JobsTopic, starter.ConsumerConfig(cfg.Kafka.ClientID), b)

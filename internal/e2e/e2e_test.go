@@ -76,7 +76,7 @@ func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
 			}
 		}()
 	}
-	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: bridgeOptions(cfg),
+	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: starter.WorkflowOptions(cfg),
 		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: time.Second}
 	wg.Add(1)
 	go func() {
@@ -86,15 +86,6 @@ func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
 		}
 	}()
 	return &pipeline{env: env, client: c, store: store, prod: prod}
-}
-
-func bridgeOptions(cfg config.Config) workflows.Options {
-	tr := cfg.Transfer
-	return workflows.Options{
-		MinAge: tr.MinAge.D(), HeartbeatTimeout: tr.HeartbeatTimeout.D(), HostTimeout: tr.HostTimeout.D(),
-		RetryInterval: tr.RetryInterval.D(), MaxAttempts: tr.MaxAttempts, VerifyAttempts: tr.VerifyAttempts,
-		HostMoves: tr.HostMoves, RangeSize: int64(tr.RangeSize), Connections: tr.Connections, Bucket: cfg.S3.Bucket,
-	}
 }
 
 func (p *pipeline) publish(t *testing.T, key, value string) {

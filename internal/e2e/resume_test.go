@@ -18,6 +18,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/testenv"
+	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workers"
 	"github.com/kafkasync/kafkasync/workflows"
 )
@@ -114,7 +115,7 @@ func TestWorkerKilledMidDownloadResumes(t *testing.T) {
 	first := startWorkerProcess(t, cfg)
 	j := job.Job{ID: "resume-1", RemotePath: "/big/resume.bin", MD5: sum, Size: size}
 	run, err := c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: j.WorkflowID(), TaskQueue: cfg.Temporal.TaskQueue},
-		workflows.Name, workflows.Input{Job: j, Options: bridgeOptions(cfg)})
+		workflows.Name, workflows.Input{Job: j, Options: starter.WorkflowOptions(cfg)})
 	if err != nil {
 		t.Fatal(err)
 	}
