@@ -13,6 +13,8 @@ import (
 	"go.temporal.io/sdk/activity"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
+
+	"github.com/kafkasync/kafkasync/internal/metrics"
 )
 
 // DownloadInput says what to fetch and how to split it.
@@ -47,8 +49,10 @@ func StagingName(jobID string) string { return jobID + ".part" }
 // syncs the file and records the finished ranges; a retry (on this host, after a crash too) trusts
 // those ranges when the staging file is still there with the expected size, and fetches only the
 // rest. Memory stays at Connections × ChunkSize whatever the file size.
-func (a *Transfer) Download(ctx context.Context, in DownloadInput) (DownloadResult, error) {
+func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadResult, err error) {
 	start := time.Now()
+	metrics.ActiveDownloads.Inc()
+	defer func() { metrics.ActiveDownloads.Dec(); metrics.Observe("download", start, err) }()
 	info := activity.GetInfo(ctx)
 	name := StagingName(in.JobID)
 	n := NumRanges(in.Size, in.RangeSize)
@@ -79,7 +83,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (DownloadResu
 		_ = unix.Fallocate(int(f.Fd()), 0, 0, in.Size) // best effort: reserve the blocks now
 	}
 	if resumed > 0 {
-		a.log().Info("download resumes", "job", in.JobID, "resumed_bytes", resumed, "size", in.Size, "attempt", info.Attempt)
+		a.log(ctx, in.JobID).Info("download resumes", "resumed_bytes", resumed, "size", in.Size)
 	}
 
 	conns := in.Connections
@@ -105,7 +109,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (DownloadResu
 	heartbeat := func() {
 		p := progress() // snapshot first: every range in it is written before the sync below
 		if err := f.Sync(); err != nil {
-			a.log().Warn("sync staging", "job", in.JobID, "err", err)
+			a.log(ctx, in.JobID).Warn("sync staging", "err", err)
 			return
 		}
 		activity.RecordHeartbeat(ctx, p)
@@ -146,6 +150,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (DownloadResu
 				return a.fetchRanges(gctx, in, f, work, func(i int, b int64) {
 					if b > 0 {
 						fetched.Add(b)
+						metrics.Bytes.WithLabelValues("download").Add(float64(b))
 					}
 					if i >= 0 {
 						mu.Lock()
@@ -172,8 +177,8 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (DownloadResu
 	if el > 0 {
 		res.BytesPerSec = float64(res.Fetched) / el
 	}
-	a.log().Info("download done", "job", in.JobID, "size", in.Size, "fetched", res.Fetched, "resumed", resumed,
-		"seconds", fmt.Sprintf("%.3f", el), "connections", conns, "attempt", info.Attempt)
+	a.log(ctx, in.JobID).Info("download done", "size", in.Size, "fetched", res.Fetched, "resumed", resumed,
+		"seconds", fmt.Sprintf("%.3f", el), "connections", conns)
 	return res, nil
 }
 
@@ -192,6 +197,8 @@ func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File
 		return err
 	}
 	defer c.Close()
+	metrics.SFTPConnections.Inc()
+	defer metrics.SFTPConnections.Dec()
 	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblock reads on cancel
 	defer stop()
 	rf, err := c.Open(in.RemotePath)

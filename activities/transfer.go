@@ -4,6 +4,7 @@
 package activities
 
 import (
+	"context"
 	"errors"
 	"io/fs"
 	"log/slog"
@@ -13,6 +14,7 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/pkg/sftp"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
@@ -72,11 +74,19 @@ func (a *Transfer) now() time.Time {
 	return time.Now()
 }
 
-func (a *Transfer) log() *slog.Logger {
-	if a.Logger != nil {
-		return a.Logger
+// log returns the logger for one job: every line carries the job ID and, inside an activity, the
+// workflow ID, the activity and its attempt.
+func (a *Transfer) log(ctx context.Context, jobID string) *slog.Logger {
+	l := a.Logger
+	if l == nil {
+		l = slog.Default()
 	}
-	return slog.Default()
+	l = l.With("job_id", jobID)
+	if activity.IsActivity(ctx) {
+		info := activity.GetInfo(ctx)
+		l = l.With("workflow_id", info.WorkflowExecution.ID, "activity", info.ActivityType.Name, "attempt", info.Attempt)
+	}
+	return l
 }
 
 // classify turns SFTP and SSH errors into Temporal errors: the ones a retry cannot fix become

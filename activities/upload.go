@@ -13,6 +13,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 	"go.temporal.io/sdk/activity"
+
+	"github.com/kafkasync/kafkasync/internal/metrics"
 )
 
 // MetaMD5 is the object metadata key holding the file's MD5 (x-amz-meta-md5).
@@ -38,8 +40,9 @@ type UploadResult struct {
 // Upload sends completed/<key> to the bucket as a multipart upload, with the MD5 as object metadata.
 // An object already there with the same MD5 and size is left alone, so retries and re-runs are
 // idempotent.
-func (a *Transfer) Upload(ctx context.Context, in UploadInput) (UploadResult, error) {
+func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, err error) {
 	start := time.Now()
+	defer func() { metrics.Observe("upload", start, err) }()
 	res := UploadResult{Bucket: a.Bucket, Key: in.Key}
 	head, err := a.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(a.Bucket), Key: aws.String(in.Key)})
 	if err == nil && head.Metadata[MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size {
@@ -110,5 +113,6 @@ type progressReader struct {
 func (p *progressReader) Read(b []byte) (int, error) {
 	n, err := p.r.Read(b)
 	p.n.Add(int64(n))
+	metrics.Bytes.WithLabelValues("upload").Add(float64(n))
 	return n, err
 }

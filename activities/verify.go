@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+
+	"github.com/kafkasync/kafkasync/internal/metrics"
 )
 
 // VerifyInput names the staging file and the checksum it must have.
@@ -29,7 +31,8 @@ type VerifyResult struct {
 // Verify computes the MD5 of the staging file. On a mismatch it deletes the file, so the next
 // download starts clean, and fails with ChecksumMismatch (non-retryable: the workflow decides
 // whether to download again).
-func (a *Transfer) Verify(ctx context.Context, in VerifyInput) (VerifyResult, error) {
+func (a *Transfer) Verify(ctx context.Context, in VerifyInput) (_ VerifyResult, err error) {
+	defer func(start time.Time) { metrics.Observe("verify", start, err) }(time.Now())
 	name := StagingName(in.JobID)
 	f, err := a.Staging.Open(name)
 	if errors.Is(err, fs.ErrNotExist) {
@@ -68,7 +71,7 @@ func (a *Transfer) Verify(ctx context.Context, in VerifyInput) (VerifyResult, er
 	if in.MD5 != "" && sum != in.MD5 {
 		f.Close()
 		if err := a.Staging.Remove(name); err != nil && !errors.Is(err, fs.ErrNotExist) {
-			a.log().Warn("remove staging after mismatch", "job", in.JobID, "err", err)
+			a.log(ctx, in.JobID).Warn("remove staging after mismatch", "err", err)
 		}
 		return VerifyResult{MD5: sum}, final(ErrTypeChecksumMismatch, fmt.Sprintf("md5 %s, job says %s", sum, in.MD5))
 	}
@@ -83,5 +86,6 @@ type countReader struct {
 func (c *countReader) Read(p []byte) (int, error) {
 	n, err := c.r.Read(p)
 	c.n += int64(n)
+	metrics.Bytes.WithLabelValues("verify").Add(float64(n))
 	return n, err
 }

@@ -3,6 +3,11 @@
 package starter
 
 import (
+	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/searchattr"
+	"go.temporal.io/sdk/temporal"
+	"path"
+
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +23,7 @@ import (
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/workflows"
 )
 
@@ -42,6 +48,8 @@ type Bridge struct {
 	Logger    *slog.Logger
 	// Backoff bounds the wait between retries while Temporal or the dead-letter topic is unreachable.
 	Backoff time.Duration
+	// RemoteHost is the SFTP server's host, stored in each workflow's RemoteHost search attribute.
+	RemoteHost string
 	// OnStarted, when set, is called after each accepted start (for metrics and tests).
 	OnStarted func(jobID string, duplicate bool)
 }
@@ -65,6 +73,7 @@ func (b *Bridge) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 				return err // only when ctx ended: the message stays unmarked and is redelivered
 			}
 			sess.MarkMessage(msg, "")
+			metrics.BridgeLag.WithLabelValues(msg.Topic, strconv.Itoa(int(msg.Partition))).Set(float64(max(claim.HighWaterMarkOffset()-msg.Offset-1, 0)))
 		case <-ctx.Done():
 			return nil
 		}
@@ -82,13 +91,19 @@ func (b *Bridge) handle(ctx context.Context, msg *sarama.ConsumerMessage) error 
 			err = b.deadLetter(msg, verr)
 			if err == nil {
 				log.Warn("job refused", "reason", verr.Error())
+				metrics.Jobs.WithLabelValues("refused").Inc()
 				return nil
 			}
 		} else {
 			var dup bool
 			dup, err = b.start(ctx, j, msg)
 			if err == nil {
-				log.Info("job started", "job", j.ID, "workflow_id", j.WorkflowID(), "duplicate", dup)
+				log.Info("job started", "job_id", j.ID, "workflow_id", j.WorkflowID(), "duplicate", dup)
+				if dup {
+					metrics.Jobs.WithLabelValues("duplicate").Inc()
+				} else {
+					metrics.Jobs.WithLabelValues("started").Inc()
+				}
 				if b.OnStarted != nil {
 					b.OnStarted(j.ID, dup)
 				}
@@ -113,7 +128,19 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 		TaskQueue:                b.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		StaticSummary:            "file " + j.RemotePath,
+		StaticDetails: fmt.Sprintf("job %s from %s partition %d offset %d; object key %s", j.ID, msg.Topic, msg.Partition,
+			msg.Offset, j.Key()),
 	}
+	sa := []temporal.SearchAttributeUpdate{searchattr.JobID.ValueSet(j.ID), searchattr.FileName.ValueSet(path.Base(j.RemotePath)),
+		searchattr.JobStatus.ValueSet(audit.StatusQueued)}
+	if b.RemoteHost != "" {
+		sa = append(sa, searchattr.RemoteHost.ValueSet(b.RemoteHost))
+	}
+	if j.Size >= 0 {
+		sa = append(sa, searchattr.FileSize.ValueSet(j.Size))
+	}
+	opts.TypedSearchAttributes = temporal.NewSearchAttributes(sa...)
 	in := workflows.Input{Job: j, Message: msg.Value, Key: msg.Key, SourceTopic: msg.Topic,
 		SourcePartition: msg.Partition, SourceOffset: msg.Offset, Options: b.Options}
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)

@@ -1,11 +1,11 @@
-// Package ui is the Echo dashboard: server-rendered pages over the audit table, with links into the
-// Temporal Web UI, and a JSON API. Templates and assets are embedded.
+// Package ui is the Echo dashboard: server-rendered pages over the audit tables (overview, jobs, job
+// detail with live download progress, the dead-letter queue), links into the Temporal Web UI, and a
+// JSON API under /api/v1 described by /api/v1/openapi.json. Templates and assets are embedded.
 package ui
 
 import (
 	"context"
 	"embed"
-	"errors"
 	"fmt"
 	"html/template"
 	"io"
@@ -13,14 +13,15 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
+	"golang.org/x/time/rate"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/kafkaops"
 )
 
 //go:embed templates/*.html
@@ -29,12 +30,19 @@ var templates embed.FS
 //go:embed static
 var static embed.FS
 
-// Store is the part of the audit store the dashboard reads.
+//go:embed openapi.json
+var openapi []byte
+
+// Store is the part of the audit store the dashboard uses.
 type Store interface {
 	List(ctx context.Context, f audit.Filter) ([]audit.Job, error)
 	Job(ctx context.Context, id string) (audit.Job, error)
 	Events(ctx context.Context, id string) ([]audit.JobEvent, error)
 	CountByStatus(ctx context.Context) (map[string]int64, error)
+	Overview(ctx context.Context, now time.Time) (audit.Overview, error)
+	DeadLetters(ctx context.Context, f audit.DLQFilter) ([]audit.DeadLetter, error)
+	DeadLetterAt(ctx context.Context, topic string, partition int32, offset int64) (audit.DeadLetter, error)
+	ResolveDeadLetter(ctx context.Context, topic string, partition int32, offset int64, action, actor string, publish audit.Publish) (audit.DeadLetter, error)
 }
 
 // Options configures the dashboard.
@@ -44,207 +52,186 @@ type Options struct {
 	TemporalUI string
 	Namespace  string
 	Logger     *slog.Logger
-	// Ping checks the dependencies for /healthz; nil: always healthy.
-	Ping func(ctx context.Context) error
+	// APIKey authorises changes (header X-API-Key, or a login session). Empty: read-only dashboard.
+	APIKey string
+	// PublicRead serves the read-only pages and API without a key.
+	PublicRead bool
+	// RateLimit is requests per second per client address; 0: 50.
+	RateLimit float64
+	// DLQTopic is the dead-letter topic the store indexes; Republish sends a dead letter back to the
+	// jobs topic (nil: replay unavailable); Submit publishes a new job message (nil: unavailable).
+	DLQTopic  string
+	Republish audit.Publish
+	Submit    func(ctx context.Context, msg []byte) (SubmitResult, error)
+	// Progress reads a running job's download progress from Temporal (nil: no live progress).
+	Progress func(ctx context.Context, workflowID, runID string) (Progress, error)
+	// Lag reads the bridge's consumer lag on the jobs topic (nil: not shown).
+	Lag func() (kafkaops.Lag, error)
+	// Ready are the dependencies /readyz checks, by name.
+	Ready map[string]func(ctx context.Context) error
+	// Metrics is served at /metrics (nil: not served).
+	Metrics http.Handler
+	// Now is the clock (tests); nil: time.Now.
+	Now func() time.Time
+}
+
+// SubmitResult is where a submitted job message went.
+type SubmitResult struct {
+	JobID      string `json:"job_id"`
+	WorkflowID string `json:"workflow_id"`
+	Partition  int32  `json:"partition"`
+	Offset     int64  `json:"offset"`
 }
 
 type renderer struct{ t *template.Template }
 
-func (r renderer) Render(w io.Writer, name string, data any, _ echo.Context) error {
-	return r.t.ExecuteTemplate(w, name, data)
+func (r renderer) Render(w io.Writer, name string, data any, c echo.Context) error {
+	return r.t.ExecuteTemplate(w, name, page{Data: data, CSRF: csrfToken(c), Authed: authedFrom(c), Path: c.Request().URL.Path})
+}
+
+// page wraps every template's data with what the layout needs.
+type page struct {
+	Data   any
+	CSRF   string
+	Authed bool
+	Path   string
 }
 
 // New builds the dashboard's Echo server.
 func New(o Options) *echo.Echo {
+	if o.Now == nil {
+		o.Now = time.Now
+	}
+	if o.RateLimit <= 0 {
+		o.RateLimit = 50
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	funcs := template.FuncMap{
-		"bytes":    humanBytes,
-		"rate":     func(f *float64) string { return humanRate(f) },
-		"dur":      func(d time.Duration) string { return d.Round(time.Millisecond).String() },
-		"time":     func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
-		"lower":    strings.ToLower,
-		"deref":    func(s *string) string { return deref(s) },
-		"wfURL":    func(wf, run string) string { return workflowURL(o.TemporalUI, o.Namespace, wf, run) },
-		"statuses": func() []string { return audit.Statuses },
-	}
-	t := template.Must(template.New("").Funcs(funcs).ParseFS(templates, "templates/*.html"))
-	e.Renderer = renderer{t: t}
+	e.Renderer = renderer{t: template.Must(template.New("").Funcs(funcs(o)).ParseFS(templates, "templates/*.html"))}
+	e.HTTPErrorHandler = errorHandler(e, o.Logger)
+	e.IPExtractor = echo.ExtractIPDirect()
 	e.Use(middleware.Recover())
-	if o.Logger != nil {
-		e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
-			LogURI: true, LogStatus: true, LogLatency: true, LogMethod: true,
-			LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
-				o.Logger.Debug("http", "method", v.Method, "uri", v.URI, "status", v.Status, "latency", v.Latency)
-				return nil
-			},
-		}))
+	e.Use(middleware.SecureWithConfig(middleware.SecureConfig{
+		XSSProtection:         "0",
+		ContentTypeNosniff:    "nosniff",
+		XFrameOptions:         "DENY",
+		ContentSecurityPolicy: "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; frame-ancestors 'none'; form-action 'self'; base-uri 'none'",
+		ReferrerPolicy:        "same-origin",
+	}))
+	e.Use(func(next echo.HandlerFunc) echo.HandlerFunc {
+		return func(c echo.Context) error {
+			c.Response().Header().Set("Cross-Origin-Opener-Policy", "same-origin")
+			c.Response().Header().Set("Permissions-Policy", "camera=(), microphone=(), geolocation=()")
+			return next(c)
+		}
+	})
+	e.Use(middleware.RequestLoggerWithConfig(middleware.RequestLoggerConfig{
+		LogURI: true, LogStatus: true, LogLatency: true, LogMethod: true, LogRemoteIP: true,
+		LogValuesFunc: func(c echo.Context, v middleware.RequestLoggerValues) error {
+			o.Logger.Debug("http", "method", v.Method, "uri", v.URI, "status", v.Status, "latency", v.Latency, "remote", v.RemoteIP)
+			return nil
+		},
+	}))
+	probe := func(c echo.Context) bool {
+		p := c.Request().URL.Path
+		return p == "/healthz" || p == "/readyz" || p == "/metrics" || strings.HasPrefix(p, "/static/")
 	}
+	e.Use(middleware.RateLimiterWithConfig(middleware.RateLimiterConfig{
+		Skipper: probe,
+		Store: middleware.NewRateLimiterMemoryStoreWithConfig(middleware.RateLimiterMemoryStoreConfig{
+			Rate: rate.Limit(o.RateLimit), Burst: int(2 * o.RateLimit), ExpiresIn: 3 * time.Minute}),
+		DenyHandler: func(c echo.Context, _ string, _ error) error {
+			return echo.NewHTTPError(http.StatusTooManyRequests, "too many requests: slow down")
+		},
+	}))
+	a := &auth{key: o.APIKey, publicRead: o.PublicRead}
+	e.Use(a.identify)
+	e.Use(middleware.CSRFWithConfig(middleware.CSRFConfig{
+		// Only a browser session can be ridden by another site: requests that carry the API key, or
+		// no session at all (refused later), skip the check; logging in is always checked.
+		Skipper: func(c echo.Context) bool {
+			if c.Request().Header.Get(HeaderAPIKey) != "" || probe(c) {
+				return true
+			}
+			return c.Get(ctxActor) != "session" && c.Request().URL.Path != "/login"
+		},
+		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
+		CookieName:     "kafkasync_csrf",
+		CookiePath:     "/",
+		CookieHTTPOnly: true,
+		CookieSameSite: http.SameSiteStrictMode,
+		ErrorHandler: func(error, echo.Context) error {
+			return echo.NewHTTPError(http.StatusForbidden, "missing or stale CSRF token: reload the page and try again")
+		},
+	}))
 	sub, _ := fs.Sub(static, "static")
 	e.StaticFS("/static", sub)
+
 	h := &handlers{o: o}
-	e.GET("/", h.jobs)
-	e.GET("/jobs", h.jobs)
-	e.GET("/jobs/:id", h.job)
-	e.GET("/api/jobs", h.apiJobs)
-	e.GET("/api/jobs/:id", h.apiJob)
-	e.GET("/healthz", h.healthz)
+	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
+	e.GET("/readyz", h.readyz)
+	if o.Metrics != nil {
+		e.GET("/metrics", echo.WrapHandler(o.Metrics))
+	}
+	e.GET("/login", a.loginPage)
+	e.POST("/login", a.login)
+	e.POST("/logout", a.logout)
+
+	r := e.Group("", a.requireRead)
+	r.GET("/", h.overviewPage)
+	r.GET("/overview/live", h.overviewLive)
+	r.GET("/jobs", h.jobsPage)
+	r.GET("/jobs/rows", h.jobsRows)
+	r.GET("/jobs/:id", h.jobPage)
+	r.GET("/jobs/:id/live", h.jobLive)
+	r.GET("/dlq", h.dlqPage)
+	w := e.Group("", a.requireWrite)
+	w.POST("/dlq/:partition/:offset/replay", h.dlqActionForm(audit.DLQReplayed))
+	w.POST("/dlq/:partition/:offset/discard", h.dlqActionForm(audit.DLQDiscarded))
+
+	api := e.Group("/api/v1")
+	api.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapi) })
+	ar := api.Group("", a.requireRead)
+	ar.GET("/overview", h.apiOverview)
+	ar.GET("/jobs", h.apiJobs)
+	ar.GET("/jobs/:id", h.apiJob)
+	ar.GET("/jobs/:id/progress", h.apiProgress)
+	ar.GET("/dlq", h.apiDLQ)
+	aw := api.Group("", a.requireWrite)
+	aw.POST("/jobs", h.apiSubmit)
+	aw.POST("/dlq/:partition/:offset/replay", h.apiDLQAction(audit.DLQReplayed))
+	aw.POST("/dlq/:partition/:offset/discard", h.apiDLQAction(audit.DLQDiscarded))
 	return e
 }
 
-type handlers struct{ o Options }
-
-type jobsPage struct {
-	Jobs   []audit.Job
-	Counts map[string]int64
-	Status string
-	Name   string
-	Next   string
-}
-
-func (h *handlers) list(c echo.Context) (jobsPage, error) {
-	f := audit.Filter{Status: strings.ToUpper(c.QueryParam("status")), Name: c.QueryParam("name"), Limit: 100}
-	if f.Status != "" && !validStatus(f.Status) {
-		return jobsPage{}, echo.NewHTTPError(http.StatusBadRequest, "unknown status "+f.Status)
-	}
-	if b := c.QueryParam("before"); b != "" {
-		at, id, ok := strings.Cut(b, "|")
-		ns, err := strconv.ParseInt(at, 10, 64)
-		if !ok || err != nil {
-			return jobsPage{}, echo.NewHTTPError(http.StatusBadRequest, "bad page cursor")
+// errorHandler answers JSON under /api/ and a plain page elsewhere; it never shows internal errors
+// (they are logged) beyond their message for 4xx.
+func errorHandler(e *echo.Echo, log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
 		}
-		f.BeforeAt, f.BeforeID = time.Unix(0, ns), id
-	}
-	jobs, err := h.o.Store.List(c.Request().Context(), f)
-	if err != nil {
-		return jobsPage{}, err
-	}
-	counts, err := h.o.Store.CountByStatus(c.Request().Context())
-	if err != nil {
-		return jobsPage{}, err
-	}
-	p := jobsPage{Jobs: jobs, Counts: counts, Status: f.Status, Name: f.Name}
-	if len(jobs) == f.Limit {
-		last := jobs[len(jobs)-1]
-		q := url.Values{"before": {fmt.Sprintf("%d|%s", last.CreatedAt.UnixNano(), last.JobID)}}
-		if f.Status != "" {
-			q.Set("status", f.Status)
-		}
-		if f.Name != "" {
-			q.Set("name", f.Name)
-		}
-		p.Next = "/jobs?" + q.Encode()
-	}
-	return p, nil
-}
-
-func (h *handlers) jobs(c echo.Context) error {
-	p, err := h.list(c)
-	if err != nil {
-		return err
-	}
-	return c.Render(http.StatusOK, "jobs.html", p)
-}
-
-func (h *handlers) apiJobs(c echo.Context) error {
-	p, err := h.list(c)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, map[string]any{"jobs": p.Jobs, "counts": p.Counts, "next": p.Next})
-}
-
-type jobPage struct {
-	Job    audit.Job
-	Events []audit.JobEvent
-}
-
-func (h *handlers) load(c echo.Context) (jobPage, error) {
-	id := c.Param("id")
-	j, err := h.o.Store.Job(c.Request().Context(), id)
-	if errors.Is(err, audit.ErrNotFound) {
-		return jobPage{}, echo.NewHTTPError(http.StatusNotFound, "no job "+id)
-	}
-	if err != nil {
-		return jobPage{}, err
-	}
-	ev, err := h.o.Store.Events(c.Request().Context(), id)
-	return jobPage{Job: j, Events: ev}, err
-}
-
-func (h *handlers) job(c echo.Context) error {
-	p, err := h.load(c)
-	if err != nil {
-		return err
-	}
-	return c.Render(http.StatusOK, "job.html", p)
-}
-
-func (h *handlers) apiJob(c echo.Context) error {
-	p, err := h.load(c)
-	if err != nil {
-		return err
-	}
-	return c.JSON(http.StatusOK, p)
-}
-
-func (h *handlers) healthz(c echo.Context) error {
-	if h.o.Ping != nil {
-		if err := h.o.Ping(c.Request().Context()); err != nil {
-			return c.JSON(http.StatusServiceUnavailable, map[string]string{"status": "unhealthy", "error": err.Error()})
-		}
-	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ok"})
-}
-
-func validStatus(s string) bool {
-	for _, v := range audit.Statuses {
-		if v == s {
-			return true
-		}
-	}
-	return false
-}
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}
-
-// workflowURL links one workflow run in the Temporal Web UI.
-func workflowURL(base, ns, wf, run string) string {
-	if base == "" {
-		return ""
-	}
-	if ns == "" {
-		ns = "default"
-	}
-	return fmt.Sprintf("%s/namespaces/%s/workflows/%s/%s/history", strings.TrimRight(base, "/"),
-		url.PathEscape(ns), url.PathEscape(wf), url.PathEscape(run))
-}
-
-func humanBytes(n *int64) string {
-	if n == nil {
-		return "—"
-	}
-	v := float64(*n)
-	for _, u := range []string{"B", "KiB", "MiB", "GiB", "TiB"} {
-		if v < 1024 || u == "TiB" {
-			if u == "B" {
-				return fmt.Sprintf("%d B", *n)
+		code, msg := http.StatusInternalServerError, "internal error"
+		if he, ok := err.(*echo.HTTPError); ok {
+			code = he.Code
+			msg = fmt.Sprint(he.Message)
+			if he.Internal != nil && code >= 500 {
+				log.Error("dashboard", "path", c.Request().URL.Path, "err", he.Internal)
 			}
-			return fmt.Sprintf("%.1f %s", v, u)
+		} else {
+			log.Error("dashboard", "path", c.Request().URL.Path, "err", err)
 		}
-		v /= 1024
+		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+			_ = c.JSON(code, map[string]string{"error": msg})
+			return
+		}
+		if code == http.StatusUnauthorized && c.Request().Method == http.MethodGet {
+			_ = c.Redirect(http.StatusSeeOther, "/login?next="+url.QueryEscape(c.Request().URL.RequestURI()))
+			return
+		}
+		_ = c.Render(code, "error.html", map[string]any{"Code": code, "Message": msg})
 	}
-	return ""
-}
-
-func humanRate(f *float64) string {
-	if f == nil || *f <= 0 {
-		return "—"
-	}
-	return fmt.Sprintf("%.1f MB/s", *f/1e6)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 	"github.com/kafkasync/kafkasync/workflows"
@@ -32,6 +33,7 @@ func HostQueue(taskQueue, hostID string) string { return taskQueue + "@" + hostI
 func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.Client, error) {
 	cl, err := client.DialContext(ctx, client.Options{
 		HostPort: c.Address, Namespace: c.Namespace, Logger: sdklog.NewStructuredLogger(logger),
+		MetricsHandler: metrics.Temporal(logger),
 	})
 	if err != nil {
 		return nil, fmt.Errorf("temporal %s: %w", c.Address, err)

@@ -3,6 +3,9 @@
 package workflows
 
 import (
+	"github.com/kafkasync/kafkasync/internal/searchattr"
+	"path"
+
 	"errors"
 	"fmt"
 	"time"
@@ -83,6 +86,8 @@ type run struct {
 	res    Result
 	// attempts counts download attempts over all rounds and hosts.
 	attempts int
+	// saStatus is the JobStatus search attribute last set.
+	saStatus string
 }
 
 // FileTransfer runs one job: stat, then on one host download, verify, promote and upload, with an
@@ -111,18 +116,21 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 	}
 	r.status.Stage = "stat"
 	var st activities.StatResult
-	if err := workflow.ExecuteActivity(withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute},
-		retry(o, o.MaxAttempts)), a.Stat, activities.StatInput{
+	if err := workflow.ExecuteActivity(withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
+		Summary: "stat " + r.in.Job.RemotePath}, retry(o, o.MaxAttempts)), a.Stat, activities.StatInput{
 		RemotePath: r.in.Job.RemotePath, ExpectedSize: r.in.Job.Size, MinAge: o.MinAge,
 	}).Get(ctx, &st); err != nil {
 		return "stat", err
 	}
 	r.res.Size = st.Size
+	if err := workflow.UpsertTypedSearchAttributes(ctx, searchattr.FileSize.ValueSet(st.Size)); err != nil {
+		return "stat", err
+	}
 	for move := 0; ; move++ {
 		r.status.HostMove = move
 		var claim activities.HostClaim
-		if err := workflow.ExecuteActivity(withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second},
-			retry(o, 0)), a.ClaimHost).Get(ctx, &claim); err != nil {
+		if err := workflow.ExecuteActivity(withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second,
+			Summary: "pick the worker host"}, retry(o, 0)), a.ClaimHost).Get(ctx, &claim); err != nil {
 			return "claim_host", err
 		}
 		r.status.Host, r.res.Host = claim.HostID, claim.HostID
@@ -159,7 +167,8 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 			return "audit", err
 		}
 		var dl activities.DownloadResult
-		err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour}, o.MaxAttempts),
+		err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour,
+			Summary: fmt.Sprintf("download %s (%d bytes) on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)}, o.MaxAttempts),
 			a.Download, activities.DownloadInput{JobID: r.in.Job.ID, RemotePath: r.in.Job.RemotePath, Size: st.Size,
 				RangeSize: o.RangeSize, Connections: o.Connections}).Get(ctx, &dl)
 		if err != nil {
@@ -177,7 +186,8 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 			return "audit", err
 		}
 		var vr activities.VerifyResult
-		err = workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 6 * time.Hour}, 3),
+		err = workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 6 * time.Hour,
+			Summary: "md5 of the staging file"}, 3),
 			a.Verify, activities.VerifyInput{JobID: r.in.Job.ID, MD5: r.in.Job.MD5, Size: st.Size}).Get(ctx, &vr)
 		if err == nil {
 			sum = vr.MD5
@@ -201,7 +211,8 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		return "audit", err
 	}
 	var pr activities.PromoteResult
-	if err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 5 * time.Minute}, o.MaxAttempts),
+	if err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 5 * time.Minute,
+		Summary: "rename into completed/" + r.in.Job.Key()}, o.MaxAttempts),
 		a.Promote, activities.PromoteInput{JobID: r.in.Job.ID, Key: r.in.Job.Key(), Size: st.Size}).Get(ctx, &pr); err != nil {
 		return "promote", err
 	}
@@ -210,7 +221,8 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		return "audit", err
 	}
 	var up activities.UploadResult
-	if err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour}, o.MaxAttempts),
+	if err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour,
+		Summary: fmt.Sprintf("upload to s3://%s/%s", o.Bucket, r.in.Job.Key())}, o.MaxAttempts),
 		a.Upload, activities.UploadInput{JobID: r.in.Job.ID, Key: r.in.Job.Key(), MD5: sum, Size: st.Size}).Get(ctx, &up); err != nil {
 		return "upload", err
 	}
@@ -231,7 +243,8 @@ func (r *run) deadLetter(ctx workflow.Context, stage string, cause error) error 
 	r.status.Stage = "dead_letter"
 	reason, typ := errorMessage(cause), errorType(cause)
 	attempts := max(r.attempts, 1)
-	dctx := withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 24 * time.Hour},
+	dctx := withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second, ScheduleToCloseTimeout: 24 * time.Hour,
+		Summary: "publish to the dead-letter topic"},
 		retry(r.in.Options, 0))
 	status, outcome := audit.StatusDeadLettered, "succeeded"
 	dlErr := workflow.ExecuteActivity(dctx, a.DeadLetter, activities.DeadLetterInput{
@@ -241,7 +254,7 @@ func (r *run) deadLetter(ctx workflow.Context, stage string, cause error) error 
 	}).Get(ctx, nil)
 	if dlErr != nil {
 		status, outcome = audit.StatusFailed, "failed"
-		workflow.GetLogger(ctx).Error("dead-letter publish", "job", r.in.Job.ID, "error", dlErr)
+		workflow.GetLogger(ctx).Error("dead-letter publish", "job_id", r.in.Job.ID, "error", dlErr)
 	}
 	if err := r.record(ctx, "dead_letter", outcome, status, func(ev *audit.Event) {
 		ev.Error = fmt.Sprintf("%s: %s", stage, reason)
@@ -250,7 +263,7 @@ func (r *run) deadLetter(ctx workflow.Context, stage string, cause error) error 
 			ev.Detail = "dead-letter publish failed: " + errorMessage(dlErr)
 		}
 	}); err != nil {
-		workflow.GetLogger(ctx).Error("audit dead letter", "job", r.in.Job.ID, "error", err)
+		workflow.GetLogger(ctx).Error("audit dead letter", "job_id", r.in.Job.ID, "error", err)
 	}
 	if typ == "" {
 		typ = "TransferFailed"
@@ -261,6 +274,16 @@ func (r *run) deadLetter(ctx workflow.Context, stage string, cause error) error 
 // record writes one audit event; fill adds step-specific fields.
 func (r *run) record(ctx workflow.Context, step, outcome, status string, fill func(*audit.Event)) error {
 	r.seq++
+	if status != r.saStatus {
+		upd := []temporal.SearchAttributeUpdate{searchattr.JobStatus.ValueSet(status)}
+		if r.saStatus == "" {
+			upd = append(upd, searchattr.JobID.ValueSet(r.in.Job.ID), searchattr.FileName.ValueSet(path.Base(r.in.Job.RemotePath)))
+		}
+		if err := workflow.UpsertTypedSearchAttributes(ctx, upd...); err != nil {
+			return err
+		}
+		r.saStatus = status
+	}
 	ev := audit.Event{
 		JobID: r.in.Job.ID, WorkflowID: r.info.WorkflowExecution.ID, RunID: r.info.WorkflowExecution.RunID,
 		Seq: r.seq, Step: step, Outcome: outcome, Status: status, At: workflow.Now(ctx),
@@ -270,7 +293,8 @@ func (r *run) record(ctx workflow.Context, step, outcome, status string, fill fu
 	if fill != nil {
 		fill(&ev)
 	}
-	actx := withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second}, retry(r.in.Options, 0))
+	actx := withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second,
+		Summary: fmt.Sprintf("audit: %s %s → %s", step, outcome, status)}, retry(r.in.Options, 0))
 	return workflow.ExecuteActivity(actx, a.Record, ev).Get(ctx, nil)
 }
 

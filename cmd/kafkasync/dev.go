@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -72,6 +73,16 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 	cfg.UI.PublicURL = "http://" + cfg.UI.Listen
 	cfg.Transfer.StagingDir = filepath.Join(dir, "data", "staging")
 	cfg.Transfer.CompletedDir = filepath.Join(dir, "data", "completed")
+	// One process: the dashboard serves every component's metrics at /metrics.
+	cfg.Metrics.WorkerListen, cfg.Metrics.BridgeListen = "", ""
+	cfg.UI.PublicRead = true
+	if cfg.UI.APIKey == "" {
+		key, err := devAPIKey(filepath.Join(dir, "dashboard.key"))
+		if err != nil {
+			return err
+		}
+		cfg.UI.APIKey = config.Secret(key)
+	}
 	envFile := filepath.Join(dir, "dev.env")
 	if err := st.WriteEnv(envFile, cfg); err != nil {
 		return err
@@ -86,7 +97,8 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 
 	fmt.Fprintf(out, `
 kafkasync dev is up. Where to look:
-  dashboard         %s
+  dashboard         %s  (API key for replay/discard: DASHBOARD_API_KEY in the endpoints file)
+  metrics           %s/metrics
   Temporal Web UI   %s
   S3 bucket         s3://%s at %s (objects as files under %s)
   audit table       psql '%s' -c 'SELECT job_id, status, size_bytes, bytes_per_sec FROM jobs'
@@ -94,7 +106,7 @@ kafkasync dev is up. Where to look:
   submit a job      put a file under %s, then: kafkasync submit --remote-path /<file> --md5-from <file>
   endpoints         %s
 Ctrl-C stops everything.
-`, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
+`, cfg.UI.PublicURL, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
 		st.Postgres.DSN, portOf(st.SFTP.Addr), st.SFTP.KeyFile, st.SFTP.KnownHosts, st.SFTP.User, st.SFTP.Root,
 		st.SFTP.Root, envFile)
 
@@ -104,6 +116,19 @@ Ctrl-C stops everything.
 	err = g.Wait()
 	fmt.Fprintln(out, "stopping ...")
 	return err
+}
+
+// devAPIKey reads the dev dashboard's API key, creating it (random, mode 0600) on first use.
+func devAPIKey(file string) (string, error) {
+	if b, err := os.ReadFile(file); err == nil && len(strings.TrimSpace(string(b))) >= 16 {
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 18)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	key := hex.EncodeToString(b)
+	return key, os.WriteFile(file, []byte(key+"\n"), 0o600)
 }
 
 func portOf(addr string) int {

@@ -66,6 +66,13 @@ Start here:  kafkasync dev --demo     (every server on loopback, sample jobs, Ct
 			if cmd.Flags().Changed("log-format") {
 				cfg.Log.Format = a.logFormat
 			}
+			if cfg.Log.Format == "" {
+				cfg.Log.Format = "text"
+				switch cmd.Name() {
+				case "worker", "bridge", "ui":
+					cfg.Log.Format = "json"
+				}
+			}
 			a.cfg = cfg
 			a.log, err = newLogger(cfg.Log)
 			if err != nil {
@@ -77,7 +84,7 @@ Start here:  kafkasync dev --demo     (every server on loopback, sample jobs, Ct
 	}
 	root.PersistentFlags().StringVarP(&a.configFile, "config", "c", "", "TOML config file (default $KAFKASYNC_CONFIG)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
-	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "text", "log format: text or json")
+	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "", "log format: text or json (default: json for worker, bridge and ui, text otherwise)")
 	root.AddCommand(a.devCmd(), a.workerCmd(), a.bridgeCmd(), a.uiCmd(), a.submitCmd(), a.migrateCmd(), a.configCmd())
 	return root
 }

@@ -4,14 +4,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"time"
 
+	"github.com/labstack/echo/v4"
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/kafkaops"
+	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/ui"
 	"github.com/kafkasync/kafkasync/workers"
@@ -43,7 +49,10 @@ func (a *app) runWorker(ctx context.Context, cfg config.Config) error {
 	defer closeT()
 	a.log.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "host_queue", t.HostQueue,
 		"staging", cfg.Transfer.StagingDir, "completed", cfg.Transfer.CompletedDir)
-	return workers.Run(ctx, c, cfg.Temporal.TaskQueue, t, 10*time.Second)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return metrics.Serve(gctx, cfg.Metrics.WorkerListen, a.log) })
+	g.Go(func() error { return workers.Run(gctx, c, cfg.Temporal.TaskQueue, t, 10*time.Second) })
+	return g.Wait()
 }
 
 func (a *app) bridgeCmd() *cobra.Command {
@@ -70,9 +79,14 @@ func (a *app) runBridge(ctx context.Context, cfg config.Config) error {
 	}
 	defer prod.Close()
 	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: starter.WorkflowOptions(cfg),
-		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: a.log, Backoff: 30 * time.Second}
+		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: a.log, Backoff: 30 * time.Second, RemoteHost: hostOf(cfg.SFTP.Addr)}
 	a.log.Info("bridge started", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.JobsTopic, "group", cfg.Kafka.Group)
-	return starter.Run(ctx, cfg.Kafka.Brokers, cfg.Kafka.Group, cfg.Kafka.JobsTopic, starter.ConsumerConfig(cfg.Kafka.ClientID), b)
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return metrics.Serve(gctx, cfg.Metrics.BridgeListen, a.log) })
+	g.Go(func() error {
+		return starter.Run(gctx, cfg.Kafka.Brokers, cfg.Kafka.Group, cfg.Kafka.JobsTopic, starter.ConsumerConfig(cfg.Kafka.ClientID), b)
+	})
+	return g.Wait()
 }
 
 func (a *app) uiCmd() *cobra.Command {
@@ -93,12 +107,49 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 	if _, err := store.Migrate(ctx); err != nil {
 		return err
 	}
-	e := ui.New(ui.Options{Store: store, TemporalUI: cfg.Temporal.UIURL, Namespace: cfg.Temporal.Namespace,
-		Logger: a.log, Ping: func(ctx context.Context) error { return store.Pool().Ping(ctx) }})
+	kc, err := kafkaops.Dial(cfg.Kafka.Brokers, cfg.Kafka.ClientID+"-ui")
+	if err != nil {
+		return err
+	}
+	defer kc.Close()
+	tc, err := workers.Dial(ctx, cfg.Temporal, a.log)
+	if err != nil {
+		return err
+	}
+	defer tc.Close()
+	if cfg.UI.APIKey == "" {
+		a.log.Warn("dashboard is read-only: set ui.api_key (KAFKASYNC_UI_API_KEY) to allow replay, discard and submit")
+	}
+	e := ui.New(ui.Options{
+		Store: store, TemporalUI: cfg.Temporal.UIURL, Namespace: cfg.Temporal.Namespace, Logger: a.log,
+		APIKey: cfg.UI.APIKey.Reveal(), PublicRead: cfg.UI.PublicRead, RateLimit: cfg.UI.RateLimit,
+		DLQTopic: cfg.Kafka.DLQTopic, Republish: kc.Republish(cfg.Kafka.JobsTopic),
+		Submit: func(_ context.Context, msg []byte) (ui.SubmitResult, error) {
+			j, err := job.Parse(nil, msg)
+			if err != nil {
+				return ui.SubmitResult{}, echo.NewHTTPError(http.StatusBadRequest, err.Error())
+			}
+			p, o, err := kc.Send(cfg.Kafka.JobsTopic, []byte(j.ID), msg)
+			return ui.SubmitResult{JobID: j.ID, WorkflowID: j.WorkflowID(), Partition: p, Offset: o}, err
+		},
+		Progress: ui.TemporalProgress(tc),
+		Lag:      func() (kafkaops.Lag, error) { return kc.ConsumerLag(cfg.Kafka.JobsTopic, cfg.Kafka.Group) },
+		Ready: map[string]func(context.Context) error{
+			"postgres": func(ctx context.Context) error { return store.Pool().Ping(ctx) },
+			"kafka":    kc.Ping,
+			"temporal": func(ctx context.Context) error {
+				_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
+				return err
+			},
+		},
+		Metrics: metrics.Handler(),
+	})
+	idx := &kafkaops.Indexer{Kafka: kc, Store: store, Topic: cfg.Kafka.DLQTopic, Logger: a.log}
 	srv := &http.Server{Addr: cfg.UI.Listen, Handler: e, ReadHeaderTimeout: 10 * time.Second}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { idx.Run(gctx, 2*time.Second); return nil })
 	g.Go(func() error {
-		a.log.Info("dashboard listening", "url", cfg.UI.PublicURL)
+		a.log.Info("dashboard listening", "url", cfg.UI.PublicURL, "public_read", cfg.UI.PublicRead)
 		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("dashboard %s: %w", cfg.UI.Listen, err)
 		}
@@ -132,4 +183,12 @@ func (a *app) migrateCmd() *cobra.Command {
 			return nil
 		},
 	}
+}
+
+// hostOf is the host part of host:port.
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }

@@ -151,8 +151,14 @@ func nullStr(s string) *string {
 // Record writes ev: it upserts the job row and adds the event row, in one transaction. Writing the
 // same event again changes nothing.
 func (s *Store) Record(ctx context.Context, ev Event) error {
+	_, err := s.RecordNew(ctx, ev)
+	return err
+}
+
+// RecordNew is Record that also says whether the event was new (false: an earlier attempt wrote it).
+func (s *Store) RecordNew(ctx context.Context, ev Event) (added bool, err error) {
 	if ev.JobID == "" || ev.Status == "" || ev.Step == "" {
-		return errors.New("audit: event needs job id, status and step")
+		return false, errors.New("audit: event needs job id, status and step")
 	}
 	var size *int64
 	if ev.SizeKnown {
@@ -173,7 +179,7 @@ func (s *Store) Record(ctx context.Context, ev Event) error {
 	if ev.Attempts > 0 {
 		attempts = &ev.Attempts
 	}
-	return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
 		var dup bool
 		err := tx.QueryRow(ctx, `SELECT true FROM job_events WHERE job_id=$1 AND run_id=$2 AND seq=$3`,
 			ev.JobID, ev.RunID, ev.Seq).Scan(&dup)
@@ -199,30 +205,32 @@ func (s *Store) Record(ctx context.Context, ev Event) error {
 		}); err != nil {
 			return fmt.Errorf("audit event %s/%d: %w", ev.JobID, ev.Seq, err)
 		}
+		added = true
 		return nil
 	})
+	return added && err == nil, err
 }
 
 // Job is one row of table jobs.
 type Job struct {
-	JobID       string
-	Status      string
-	RemotePath  string
-	Size        *int64
-	MD5Expected *string
-	MD5Actual   *string
-	S3Bucket    *string
-	S3Key       *string
-	WorkflowID  string
-	RunID       string
-	Host        *string
-	Attempts    int
-	BytesPerSec *float64
-	Error       *string
-	CreatedAt   time.Time
-	StartedAt   *time.Time
-	FinishedAt  *time.Time
-	UpdatedAt   time.Time
+	JobID       string     `json:"job_id"`
+	Status      string     `json:"status"`
+	RemotePath  string     `json:"remote_path"`
+	Size        *int64     `json:"size"`
+	MD5Expected *string    `json:"md5_expected"`
+	MD5Actual   *string    `json:"md5_actual"`
+	S3Bucket    *string    `json:"s3_bucket"`
+	S3Key       *string    `json:"s3_key"`
+	WorkflowID  string     `json:"workflow_id"`
+	RunID       string     `json:"run_id"`
+	Host        *string    `json:"host"`
+	Attempts    int        `json:"attempts"`
+	BytesPerSec *float64   `json:"bytes_per_sec"`
+	Error       *string    `json:"error"`
+	CreatedAt   time.Time  `json:"created_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	FinishedAt  *time.Time `json:"finished_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
 }
 
 // Duration is the time from the first download attempt to the end, or 0 while unknown.
@@ -235,14 +243,14 @@ func (j Job) Duration() time.Duration {
 
 // JobEvent is one row of table job_events.
 type JobEvent struct {
-	JobID   string
-	RunID   string
-	Seq     int
-	Step    string
-	Outcome string
-	Detail  *string
-	Error   *string
-	At      time.Time
+	JobID   string    `json:"job_id"`
+	RunID   string    `json:"run_id"`
+	Seq     int       `json:"seq"`
+	Step    string    `json:"step"`
+	Outcome string    `json:"outcome"`
+	Detail  *string   `json:"detail"`
+	Error   *string   `json:"error"`
+	At      time.Time `json:"at"`
 }
 
 // Filter selects jobs for List. Zero fields select everything.

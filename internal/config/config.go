@@ -26,6 +26,7 @@ type Config struct {
 	S3       S3       `toml:"s3" envPrefix:"S3_"`
 	Postgres Postgres `toml:"postgres" envPrefix:"POSTGRES_"`
 	UI       UI       `toml:"ui" envPrefix:"UI_"`
+	Metrics  Metrics  `toml:"metrics" envPrefix:"METRICS_"`
 	Log      Log      `toml:"log" envPrefix:"LOG_"`
 	Dev      Dev      `toml:"dev" envPrefix:"DEV_"`
 }
@@ -105,12 +106,28 @@ type UI struct {
 	Listen string `toml:"listen" env:"LISTEN"`
 	// PublicURL is how users reach the dashboard; default http://<Listen>.
 	PublicURL string `toml:"public_url" env:"PUBLIC_URL"`
+	// APIKey authorises every action that changes something (header X-API-Key, or a login session).
+	// Without one the dashboard is read-only.
+	APIKey Secret `toml:"api_key" env:"API_KEY"`
+	// PublicRead lets anyone read the pages and the read-only API without logging in.
+	PublicRead bool `toml:"public_read" env:"PUBLIC_READ"`
+	// RateLimit is the requests per second allowed per client address (burst: twice that).
+	RateLimit float64 `toml:"rate_limit" env:"RATE_LIMIT"`
+}
+
+// Metrics says where the worker and the bridge serve Prometheus metrics (the dashboard serves them
+// at /metrics on its own port). Empty: not served.
+type Metrics struct {
+	WorkerListen string `toml:"worker_listen" env:"WORKER_LISTEN"`
+	BridgeListen string `toml:"bridge_listen" env:"BRIDGE_LISTEN"`
 }
 
 // Log configures log/slog.
 type Log struct {
 	Level  string `toml:"level" env:"LEVEL"`
-	Format string `toml:"format" env:"FORMAT"` // text or json
+	// Format is text or json; empty: json for the long-running services (worker, bridge, ui), text
+	// for dev and the one-shot commands.
+	Format string `toml:"format" env:"FORMAT"`
 }
 
 // Dev configures the embedded stack of `kafkasync dev`: the data directory and one port per server.
@@ -171,8 +188,9 @@ func Default() Config {
 			Concurrency: 4,
 		},
 		Postgres: Postgres{DSN: "postgres://postgres@127.0.0.1:5433/kafkasync?sslmode=disable"},
-		UI:       UI{Listen: "127.0.0.1:8080"},
-		Log:      Log{Level: "info", Format: "text"},
+		UI:       UI{Listen: "127.0.0.1:8080", RateLimit: 50},
+		Metrics:  Metrics{WorkerListen: "127.0.0.1:9464", BridgeListen: "127.0.0.1:9465"},
+		Log:      Log{Level: "info"},
 		Dev: Dev{
 			Dir:          ".kafkasync",
 			BinDir:       "bin",
@@ -249,6 +267,8 @@ func (c Config) Validate() error {
 	check(c.Transfer.HeartbeatTimeout >= Duration(time.Second), "transfer.heartbeat_timeout: below 1s")
 	check(c.Transfer.StagingDir != "" && c.Transfer.CompletedDir != "", "transfer: staging_dir and completed_dir are required")
 	check(c.S3.Bucket != "", "s3.bucket: empty")
+	check(c.UI.RateLimit > 0, "ui.rate_limit: must be above 0")
+	check(c.UI.APIKey == "" || len(c.UI.APIKey) >= 16, "ui.api_key: shorter than 16 characters")
 	check(c.S3.PartSize >= 5<<20, "s3.part_size: %s below the S3 minimum of 5MiB", c.S3.PartSize)
 	check(c.Transfer.HostID != "" && !strings.ContainsAny(c.Transfer.HostID, " /\t"), "transfer.host_id: %q unusable in a task queue name", c.Transfer.HostID)
 	return errors.Join(errs...)

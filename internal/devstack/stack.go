@@ -156,6 +156,9 @@ func (s *Stack) Env(cfg config.Config) []string {
 		"PG_DSN":           s.Postgres.DSN,
 		"DASHBOARD_URL":    cfg.UI.PublicURL,
 	}
+	if cfg.UI.APIKey != "" {
+		m["DASHBOARD_API_KEY"] = cfg.UI.APIKey.Reveal()
+	}
 	out := make([]string, 0, len(m))
 	for k, v := range m {
 		out = append(out, fmt.Sprintf("%s=%s", k, v))

@@ -1,6 +1,8 @@
 package devstack
 
 import (
+	"github.com/kafkasync/kafkasync/internal/searchattr"
+
 	"context"
 	"fmt"
 	"io"
@@ -47,6 +49,7 @@ func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	}
 	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(o.Port),
 		"--http-port", strconv.Itoa(httpPort), "--metrics-port", strconv.Itoa(metricsPort), "--log-level", "warn"}
+	args = append(args, searchattr.DevServerFlags()...)
 	t := &Temporal{Address: fmt.Sprintf("127.0.0.1:%d", o.Port)}
 	if o.DBFile != "" {
 		args = append(args, "--db-filename", o.DBFile)

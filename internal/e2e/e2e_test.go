@@ -8,7 +8,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"go.temporal.io/api/workflowservice/v1"
 	"io"
+	"path"
+	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -77,7 +80,7 @@ func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
 		}()
 	}
 	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: starter.WorkflowOptions(cfg),
-		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: time.Second}
+		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: time.Second, RemoteHost: "127.0.0.1"}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -222,6 +225,28 @@ func TestPipelineEndToEnd(t *testing.T) {
 	var events int
 	if err := p.store.Pool().QueryRow(ctx, `SELECT count(*) FROM job_events WHERE job_id = $1 AND step = 'upload' AND outcome = 'succeeded'`, good[5].id).Scan(&events); err != nil || events != 1 {
 		t.Fatalf("redelivered job has %d upload events (err %v), want 1", events, err)
+	}
+
+	// The search attributes find the jobs in Temporal, as the Web UI and `temporal workflow list` do.
+	for q, want := range map[string]int{
+		`JobStatus = "SUCCEEDED" AND RemoteHost = "127.0.0.1"`:                                               len(good),
+		`JobStatus = "DEAD_LETTERED" AND JobID = "wrong-md5"`:                                                1,
+		`FileName = "` + path.Base(good[7].path) + `" AND FileSize = ` + strconv.FormatInt(good[7].size, 10): 1,
+	} {
+		var n int
+		for range 50 { // visibility lags the workflows a little
+			resp, err := p.client.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
+			if err != nil {
+				t.Fatalf("count %s: %v", q, err)
+			}
+			if n = int(resp.GetCount()); n == want {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if n != want {
+			t.Errorf("workflows where %s: %d, want %d", q, n, want)
+		}
 	}
 
 	// The dead-letter topic holds the malformed message and the wrong-md5 job, and nothing else.

@@ -1,0 +1,102 @@
+// Package metrics holds kafkasync's Prometheus metrics. One registry per process: the worker and
+// the bridge serve it on their metrics port, the dashboard at /metrics, `kafkasync dev` (all three in
+// one process) on the dashboard.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Registry holds every kafkasync metric, the Go runtime's and the process's.
+var Registry = prometheus.NewRegistry()
+
+var (
+	// Jobs counts job outcomes: started (a new workflow), duplicate (a redelivered message found its
+	// workflow), refused (an invalid message dead-lettered by the bridge), succeeded, failed,
+	// dead_lettered, replayed, discarded.
+	Jobs = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kafkasync_jobs_total", Help: "Jobs by event: started, duplicate, refused, succeeded, failed, dead_lettered, replayed, discarded.",
+	}, []string{"event"})
+	// Bytes counts bytes moved by each step: download (fetched from SFTP), verify (hashed), upload (sent to S3).
+	Bytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kafkasync_bytes_total", Help: "Bytes moved by step: download (fetched from SFTP), verify (hashed), upload (sent to S3).",
+	}, []string{"step"})
+	// StepSeconds is the duration of each step attempt, by outcome (ok or error).
+	StepSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kafkasync_step_duration_seconds", Help: "Duration of one attempt of a step, by step and outcome.",
+		Buckets: prometheus.ExponentialBuckets(0.005, 3, 12), // 5 ms .. ~15 min
+	}, []string{"step", "outcome"})
+	// SFTPConnections is the number of SFTP connections open for downloads.
+	SFTPConnections = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kafkasync_sftp_connections_in_use", Help: "SFTP connections open for downloads on this worker.",
+	})
+	// ActiveDownloads is the number of Download activities running on this worker.
+	ActiveDownloads = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kafkasync_downloads_in_progress", Help: "Download activities running on this worker.",
+	})
+	// BridgeLag is, per partition of the jobs topic, the messages after the one the bridge just handled.
+	BridgeLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kafkasync_bridge_consumer_lag", Help: "Messages on the jobs topic after the last one this bridge handled, per partition.",
+	}, []string{"topic", "partition"})
+)
+
+func init() {
+	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		Jobs, Bytes, StepSeconds, SFTPConnections, ActiveDownloads, BridgeLag)
+	for _, e := range []string{"started", "duplicate", "refused", "succeeded", "failed", "dead_lettered", "replayed", "discarded"} {
+		Jobs.WithLabelValues(e)
+	}
+	for _, s := range []string{"download", "verify", "upload"} {
+		Bytes.WithLabelValues(s)
+	}
+}
+
+// Handler serves the registry in the Prometheus text format.
+func Handler() http.Handler {
+	return promhttp.HandlerFor(Registry, promhttp.HandlerOpts{Registry: Registry, ErrorLog: nil})
+}
+
+// Observe records one step attempt that began at start.
+func Observe(step string, start time.Time, err error) {
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	StepSeconds.WithLabelValues(step, outcome).Observe(time.Since(start).Seconds())
+}
+
+// Serve serves /metrics on addr until ctx ends. An empty addr serves nothing.
+func Serve(ctx context.Context, addr string, log *slog.Logger) error {
+	if addr == "" {
+		<-ctx.Done()
+		return nil
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics listener %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		srv.Shutdown(sctx)
+	}()
+	log.Info("metrics listening", "url", "http://"+ln.Addr().String()+"/metrics")
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
