@@ -14,21 +14,25 @@ help: ## list the targets
 run: tools build ## install what is missing, build, start the whole pipeline with sample jobs (Ctrl-C stops it)
 	$(BIN)/kafkasync dev --demo
 
-test: tools ## run every test against real servers on loopback (what CI runs)
+test: tools ## run every test against real servers on loopback (what CI runs); screenshots land in test-output/
 	$(GO) vet ./...
-	$(GO) test -p 1 -count=1 -timeout 25m ./...
+	KAFKASYNC_SCREENSHOTS=$(CURDIR)/test-output/screenshots $(GO) test -p 1 -count=1 -timeout 25m ./...
 
 build: ## build bin/kafkasync
 	$(GO) build -o $(BIN)/kafkasync ./cmd/kafkasync
 
 tools: deps $(BIN)/temporal $(BIN)/versitygw ## build the Temporal dev server and the S3 server into bin/ (once)
 
-# PostgreSQL comes from Debian's packages; the rest builds from the Go module proxy.
-deps: ## install PostgreSQL from the system's packages when it is missing
-	@if ! ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 && ! command -v initdb >/dev/null 2>&1; then \
-	  echo "installing PostgreSQL (apt-get)"; \
+# PostgreSQL (the audit database) and Chromium (the dashboard's browser test) come from Debian's
+# packages; the rest builds from the Go module proxy.
+deps: ## install PostgreSQL and Chromium from the system's packages when they are missing
+	@missing=; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing$$missing (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 $(BIN)/temporal:
@@ -44,7 +48,7 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 clean: ## remove bin/ and the dev stack's data (.kafkasync/)
-	rm -rf $(BIN) .kafkasync
+	rm -rf $(BIN) .kafkasync test-output
 
 histories: tools ## record new workflow histories for the replay test (after a deliberate workflow change)
 	KAFKASYNC_WRITE_HISTORY=$(CURDIR)/workflows/testdata $(GO) test -count=1 -run TestPipelineEndToEnd ./internal/e2e/

@@ -41,6 +41,7 @@ func funcs(o Options) template.FuncMap {
 		"time":      func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04:05") },
 		"ptime":     func(t *time.Time) string { return ptime(t) },
 		"lower":     strings.ToLower,
+		"human":     func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "_", " ") },
 		"deref":     func(s any) string { return derefAny(s) },
 		"wfURL":     func(wf, run string) string { return workflowURL(o.TemporalUI, o.Namespace, wf, run) },
 		"statuses":  func() []string { return audit.Statuses },

@@ -62,13 +62,7 @@ With --wait it follows the job's workflow to the end and exits non-zero if it fa
 				return err
 			}
 			defer c.Close()
-			r, err := waitWorkflow(cmd.Context(), c, parsed.WorkflowID())
-			if err != nil {
-				return fmt.Errorf("job %s: %w", parsed.ID, err)
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "job %s succeeded: %d bytes, md5 %s, s3://%s/%s, download %.1f MB/s\n",
-				parsed.ID, r.Size, r.MD5, r.Bucket, r.Key, r.Download.BytesPerSec/1e6)
-			return nil
+			return follow(cmd.Context(), cmd.OutOrStdout(), cmd.ErrOrStderr(), c, parsed.WorkflowID(), false)
 		},
 	}
 	f := cmd.Flags()
