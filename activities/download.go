@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
@@ -78,9 +79,13 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	defer f.Close()
 	if len(done) == 0 && in.Size > 0 {
 		if err := f.Truncate(in.Size); err != nil {
-			return DownloadResult{}, fmt.Errorf("size staging %s: %w", name, err)
+			return DownloadResult{}, a.stagingFailed(ctx, in, f, name, err)
 		}
-		_ = unix.Fallocate(int(f.Fd()), 0, 0, in.Size) // best effort: reserve the blocks now
+		// Reserve the blocks now, so a full disk fails here and not after minutes of downloading.
+		// Filesystems without fallocate are fine: a full disk then fails the first write instead.
+		if err := unix.Fallocate(int(f.Fd()), 0, 0, in.Size); errors.Is(err, unix.ENOSPC) {
+			return DownloadResult{}, a.stagingFailed(ctx, in, f, name, err)
+		}
 	}
 	if resumed > 0 {
 		a.log(ctx, in.JobID).Info("download resumes", "resumed_bytes", resumed, "size", in.Size)
@@ -131,7 +136,34 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 		}
 	}()
 
-	g, gctx := errgroup.WithContext(ctx)
+	// A connection that delivers nothing for StallTimeout ends the attempt: heartbeats alone would
+	// keep a hung read alive forever.
+	sctx, stall := context.WithCancelCause(ctx)
+	defer stall(nil)
+	var lastByte atomic.Int64
+	lastByte.Store(time.Now().UnixNano())
+	if st := a.stallTimeout(); st > 0 {
+		stallStop := make(chan struct{})
+		defer close(stallStop)
+		go func() {
+			t := time.NewTicker(min(st/4, time.Second))
+			defer t.Stop()
+			for {
+				select {
+				case <-t.C:
+					if idle := time.Since(time.Unix(0, lastByte.Load())); idle > st {
+						stall(fmt.Errorf("%w: no bytes from %s for %s", ErrStalled, in.RemotePath, idle.Round(time.Millisecond)))
+						return
+					}
+				case <-stallStop:
+					return
+				case <-sctx.Done():
+					return
+				}
+			}
+		}()
+	}
+	g, gctx := errgroup.WithContext(sctx)
 	work := make(chan int)
 	g.Go(func() error {
 		defer close(work)
@@ -149,6 +181,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 			g.Go(func() error {
 				return a.fetchRanges(gctx, in, f, work, func(i int, b int64) {
 					if b > 0 {
+						lastByte.Store(time.Now().UnixNano())
 						fetched.Add(b)
 						metrics.Bytes.WithLabelValues("download").Add(float64(b))
 					}
@@ -169,6 +202,13 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 		if ctx.Err() != nil {
 			return DownloadResult{}, ctx.Err()
 		}
+		if cause := context.Cause(sctx); errors.Is(cause, ErrStalled) {
+			a.log(ctx, in.JobID).Warn("download stalled", "err", cause)
+			return DownloadResult{}, cause // retryable: the next attempt resumes from the heartbeat
+		}
+		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {
+			return DownloadResult{}, a.stagingFailed(ctx, in, f, name, err)
+		}
 		return DownloadResult{}, classify("download "+in.RemotePath, err)
 	}
 	el := time.Since(start).Seconds()
@@ -180,6 +220,30 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	a.log(ctx, in.JobID).Info("download done", "size", in.Size, "fetched", res.Fetched, "resumed", resumed,
 		"seconds", fmt.Sprintf("%.3f", el), "connections", conns)
 	return res, nil
+}
+
+// ErrStalled means a download received no bytes for the stall timeout.
+var ErrStalled = errors.New("download stalled")
+
+func (a *Transfer) stallTimeout() time.Duration {
+	if a.StallTimeout != 0 {
+		return a.StallTimeout
+	}
+	return 30 * time.Second
+}
+
+// stagingFailed handles a staging file that cannot be written (disk full, quota): it removes the
+// partial file, so the space comes back and a retry starts clean, and fails the attempt with the
+// reason. The attempt is retryable: the job succeeds once space returns.
+func (a *Transfer) stagingFailed(ctx context.Context, in DownloadInput, f *os.File, name string, cause error) error {
+	f.Close()
+	if err := a.Staging.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log(ctx, in.JobID).Warn("remove partial staging file", "file", name, "err", err)
+	}
+	activity.RecordHeartbeat(ctx, Progress{Size: in.Size, RangeSize: in.RangeSize}) // nothing kept
+	err := fmt.Errorf("staging %s for %d bytes: %w (partial file removed)", name, in.Size, cause)
+	a.log(ctx, in.JobID).Warn("staging full", "err", err)
+	return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeStagingFull, cause)
 }
 
 func (a *Transfer) heartbeatEvery() time.Duration {

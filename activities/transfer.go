@@ -34,6 +34,7 @@ const (
 	ErrTypeTooYoung         = "FileTooYoung"     // retried after the remaining age
 	ErrTypeChecksumMismatch = "ChecksumMismatch" // final for the attempt; the workflow re-downloads
 	ErrTypeStagingMissing   = "StagingMissing"   // final for the attempt; the workflow re-downloads
+	ErrTypeStagingFull      = "StagingFull"      // retried: the partial file is removed, space may return
 )
 
 // Transfer carries the clients of every activity. Fields a worker does not need may be nil: the
@@ -61,6 +62,8 @@ type Transfer struct {
 	Connections int
 	// ChunkSize is the read buffer per connection (memory per download = Connections × ChunkSize).
 	ChunkSize int
+	// StallTimeout ends a download attempt that received no bytes for this long (0: 30s, <0: never).
+	StallTimeout time.Duration
 	// Heartbeat is how often Download syncs the staging file and records its progress.
 	Heartbeat time.Duration
 	Now       func() time.Time

@@ -52,6 +52,13 @@ func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, 
 	if err != nil && !isNotFound(err) {
 		return res, fmt.Errorf("head s3://%s/%s: %w", a.Bucket, in.Key, err)
 	}
+	// An earlier attempt that died mid-upload (a killed worker) left its multipart upload open:
+	// abort it, so the bucket keeps no orphaned parts.
+	if n, err := a.abortStale(ctx, in.Key); err != nil {
+		return res, err
+	} else if n > 0 {
+		a.log(ctx, in.JobID).Info("aborted incomplete multipart uploads of an earlier attempt", "key", in.Key, "uploads", n)
+	}
 	f, err := a.Completed.Open(in.Key)
 	if err != nil {
 		return res, fmt.Errorf("upload open %s: %w", in.Key, err)
@@ -94,11 +101,34 @@ func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, 
 	return res, nil
 }
 
+// abortStale aborts every incomplete multipart upload of exactly key and returns how many.
+func (a *Transfer) abortStale(ctx context.Context, key string) (int, error) {
+	n := 0
+	p := s3.NewListMultipartUploadsPaginator(a.S3, &s3.ListMultipartUploadsInput{Bucket: aws.String(a.Bucket), Prefix: aws.String(key)})
+	for p.HasMorePages() {
+		page, err := p.NextPage(ctx)
+		if err != nil {
+			return n, fmt.Errorf("list multipart uploads of s3://%s/%s: %w", a.Bucket, key, err)
+		}
+		for _, u := range page.Uploads {
+			if aws.ToString(u.Key) != key {
+				continue
+			}
+			_, err := a.S3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(a.Bucket), Key: u.Key, UploadId: u.UploadId})
+			if err != nil && !isNotFound(err) {
+				return n, fmt.Errorf("abort multipart upload %s of s3://%s/%s: %w", aws.ToString(u.UploadId), a.Bucket, key, err)
+			}
+			n++
+		}
+	}
+	return n, nil
+}
+
 func isNotFound(err error) bool {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
 		switch ae.ErrorCode() {
-		case "NotFound", "NoSuchKey", "404":
+		case "NotFound", "NoSuchKey", "NoSuchUpload", "404":
 			return true
 		}
 	}

@@ -6,6 +6,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/searchattr"
 	"go.temporal.io/sdk/temporal"
+	"net"
 	"path"
 
 	"context"
@@ -185,12 +186,12 @@ func keyEncoder(k []byte) sarama.Encoder {
 
 // ConsumerConfig returns the sarama config the bridge uses: start at the oldest offset of a new
 // group, commit marked offsets every second.
-func ConsumerConfig(clientID string) *sarama.Config {
+func ConsumerConfig(clientID string, commitInterval time.Duration) *sarama.Config {
 	sc := sarama.NewConfig()
 	sc.ClientID = clientID
 	sc.Consumer.Offsets.Initial = sarama.OffsetOldest
 	sc.Consumer.Offsets.AutoCommit.Enable = true
-	sc.Consumer.Offsets.AutoCommit.Interval = time.Second
+	sc.Consumer.Offsets.AutoCommit.Interval = max(commitInterval, 100*time.Millisecond)
 	sc.Consumer.Return.Errors = true
 	return sc
 }
@@ -223,6 +224,26 @@ func Run(ctx context.Context, brokers []string, group, topic string, sc *sarama.
 			return nil
 		}
 	}
+}
+
+// New builds the bridge the config describes.
+func New(cfg config.Config, c WorkflowStarter, dlq sarama.SyncProducer, log *slog.Logger) *Bridge {
+	return &Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: WorkflowOptions(cfg), DLQ: dlq,
+		DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: 30 * time.Second, RemoteHost: hostOf(cfg.SFTP.Addr)}
+}
+
+// RunConfig runs b in the consumer group the config names until ctx ends.
+func RunConfig(ctx context.Context, cfg config.Config, b *Bridge) error {
+	return Run(ctx, cfg.Kafka.Brokers, cfg.Kafka.Group, cfg.Kafka.JobsTopic,
+		ConsumerConfig(cfg.Kafka.ClientID, cfg.Kafka.CommitInterval.D()), b)
+}
+
+// hostOf is the host part of host:port.
+func hostOf(addr string) string {
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		return h
+	}
+	return addr
 }
 
 // WorkflowOptions are the per-run settings the bridge gives each workflow, taken from the config.

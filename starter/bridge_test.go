@@ -86,7 +86,7 @@ func TestBridgeCommitsOnlyAfterTemporalAccepted(t *testing.T) {
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), Backoff: 200 * time.Millisecond}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- starter.Run(ctx, k.Brokers, "g", "jobs", starter.ConsumerConfig("t"), b) }()
+	go func() { done <- starter.Run(ctx, k.Brokers, "g", "jobs", starter.ConsumerConfig("t", time.Second), b) }()
 	t.Cleanup(func() { cancel(); <-done })
 
 	deadline := time.Now().Add(30 * time.Second)

@@ -97,21 +97,22 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 	closers = append(closers, func() { completed.Close() })
 	hb := cfg.Transfer.HeartbeatTimeout.D() / 4
 	return &activities.Transfer{
-		SFTP:        dialer,
-		S3:          s3client.New(cfg.S3),
-		Bucket:      cfg.S3.Bucket,
-		PartSize:    int64(cfg.S3.PartSize),
-		Concurrency: cfg.S3.Concurrency,
-		Audit:       store,
-		DLQ:         prod,
-		DLQTopic:    cfg.Kafka.DLQTopic,
-		Staging:     staging,
-		Completed:   completed,
-		HostID:      cfg.Transfer.HostID,
-		HostQueue:   HostQueue(cfg.Temporal.TaskQueue, cfg.Transfer.HostID),
-		Connections: cfg.Transfer.Connections,
-		Heartbeat:   min(max(hb, 200*time.Millisecond), 10*time.Second),
-		Logger:      logger,
+		SFTP:         dialer,
+		S3:           s3client.New(cfg.S3),
+		Bucket:       cfg.S3.Bucket,
+		PartSize:     int64(cfg.S3.PartSize),
+		Concurrency:  cfg.S3.Concurrency,
+		Audit:        store,
+		DLQ:          prod,
+		DLQTopic:     cfg.Kafka.DLQTopic,
+		Staging:      staging,
+		Completed:    completed,
+		HostID:       cfg.Transfer.HostID,
+		HostQueue:    HostQueue(cfg.Temporal.TaskQueue, cfg.Transfer.HostID),
+		Connections:  cfg.Transfer.Connections,
+		Heartbeat:    min(max(hb, 200*time.Millisecond), 10*time.Second),
+		StallTimeout: cfg.Transfer.StallTimeout.D(),
+		Logger:       logger,
 	}, close, nil
 }
 

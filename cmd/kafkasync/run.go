@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
 	"net/http"
 	"time"
 
@@ -78,13 +77,12 @@ func (a *app) runBridge(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	defer prod.Close()
-	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: starter.WorkflowOptions(cfg),
-		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: a.log, Backoff: 30 * time.Second, RemoteHost: hostOf(cfg.SFTP.Addr)}
+	b := starter.New(cfg, c, prod, a.log)
 	a.log.Info("bridge started", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.JobsTopic, "group", cfg.Kafka.Group)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return metrics.Serve(gctx, cfg.Metrics.BridgeListen, a.log) })
 	g.Go(func() error {
-		return starter.Run(gctx, cfg.Kafka.Brokers, cfg.Kafka.Group, cfg.Kafka.JobsTopic, starter.ConsumerConfig(cfg.Kafka.ClientID), b)
+		return starter.RunConfig(gctx, cfg, b)
 	})
 	return g.Wait()
 }
@@ -183,12 +181,4 @@ func (a *app) migrateCmd() *cobra.Command {
 			return nil
 		},
 	}
-}
-
-// hostOf is the host part of host:port.
-func hostOf(addr string) string {
-	if h, _, err := net.SplitHostPort(addr); err == nil {
-		return h
-	}
-	return addr
 }

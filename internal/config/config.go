@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"reflect"
 	"strconv"
 	"strings"
 	"time"
@@ -39,6 +40,8 @@ type Kafka struct {
 	DLQTopic string `toml:"dlq_topic" env:"DLQ_TOPIC"`
 	Group    string `toml:"group" env:"GROUP"`
 	ClientID string `toml:"client_id" env:"CLIENT_ID"`
+	// CommitInterval is how often the bridge commits the offsets of the messages it has handled.
+	CommitInterval Duration `toml:"commit_interval" env:"COMMIT_INTERVAL"`
 }
 
 // Temporal says how to reach the Temporal frontend.
@@ -74,6 +77,8 @@ type Transfer struct {
 	// HostID names this worker's host-specific task queue; default: the hostname.
 	HostID           string   `toml:"host_id" env:"HOST_ID"`
 	HeartbeatTimeout Duration `toml:"heartbeat_timeout" env:"HEARTBEAT_TIMEOUT"`
+	// StallTimeout ends a download attempt that received no bytes for this long; the retry resumes.
+	StallTimeout Duration `toml:"stall_timeout" env:"STALL_TIMEOUT"`
 	// HostTimeout is how long a host-bound step may wait for its host before the workflow moves the
 	// job to another host (schedule-to-start timeout).
 	HostTimeout    Duration `toml:"host_timeout" env:"HOST_TIMEOUT"`
@@ -147,10 +152,11 @@ type Dev struct {
 func Default() Config {
 	return Config{
 		Kafka: Kafka{
-			Brokers:   []string{"127.0.0.1:9092"},
-			JobsTopic: "kafkasync.jobs",
-			Group:     "kafkasync-bridge",
-			ClientID:  "kafkasync",
+			Brokers:        []string{"127.0.0.1:9092"},
+			JobsTopic:      "kafkasync.jobs",
+			Group:          "kafkasync-bridge",
+			ClientID:       "kafkasync",
+			CommitInterval: Duration(time.Second),
 		},
 		Temporal: Temporal{
 			Address:   "127.0.0.1:7233",
@@ -171,6 +177,7 @@ func Default() Config {
 			Connections:      4,
 			RangeSize:        8 << 20,
 			HeartbeatTimeout: Duration(30 * time.Second),
+			StallTimeout:     Duration(30 * time.Second),
 			HostTimeout:      Duration(5 * time.Minute),
 			MaxAttempts:      8,
 			VerifyAttempts:   2,
@@ -265,6 +272,7 @@ func (c Config) Validate() error {
 	check(c.Transfer.MaxAttempts >= 1, "transfer.max_attempts: must be at least 1")
 	check(c.Transfer.VerifyAttempts >= 1, "transfer.verify_attempts: must be at least 1")
 	check(c.Transfer.HeartbeatTimeout >= Duration(time.Second), "transfer.heartbeat_timeout: below 1s")
+	check(c.Transfer.StallTimeout >= Duration(time.Second), "transfer.stall_timeout: below 1s")
 	check(c.Transfer.StagingDir != "" && c.Transfer.CompletedDir != "", "transfer: staging_dir and completed_dir are required")
 	check(c.S3.Bucket != "", "s3.bucket: empty")
 	check(c.UI.RateLimit > 0, "ui.rate_limit: must be above 0")
@@ -272,6 +280,41 @@ func (c Config) Validate() error {
 	check(c.S3.PartSize >= 5<<20, "s3.part_size: %s below the S3 minimum of 5MiB", c.S3.PartSize)
 	check(c.Transfer.HostID != "" && !strings.ContainsAny(c.Transfer.HostID, " /\t"), "transfer.host_id: %q unusable in a task queue name", c.Transfer.HostID)
 	return errors.Join(errs...)
+}
+
+// Environ returns the configuration as KAFKASYNC_* environment variables, secrets included: it is
+// meant for starting a child process with exactly this configuration, never for printing.
+func (c Config) Environ() []string {
+	var out []string
+	var walk func(v reflect.Value, prefix string)
+	walk = func(v reflect.Value, prefix string) {
+		t := v.Type()
+		for i := range t.NumField() {
+			f, fv := t.Field(i), v.Field(i)
+			if p, ok := f.Tag.Lookup("envPrefix"); ok {
+				walk(fv, prefix+p)
+				continue
+			}
+			name, ok := f.Tag.Lookup("env")
+			if !ok {
+				continue
+			}
+			var s string
+			switch x := fv.Interface().(type) {
+			case Secret:
+				s = x.Reveal()
+			case []string:
+				s = strings.Join(x, f.Tag.Get("envSeparator"))
+			case fmt.Stringer:
+				s = x.String()
+			default:
+				s = fmt.Sprint(x)
+			}
+			out = append(out, prefix+name+"="+s)
+		}
+	}
+	walk(reflect.ValueOf(c), EnvPrefix)
+	return out
 }
 
 // Secret is a string that never prints: String, GoString and MarshalText redact it.

@@ -80,3 +80,13 @@ func TestByteSize(t *testing.T) {
 		t.Fatal(ByteSize(8 << 20).String())
 	}
 }
+
+func TestExampleConfigLoads(t *testing.T) {
+	cfg, err := Load("../../deploy/kafkasync.example.toml", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Metrics.WorkerListen == "" || cfg.Transfer.StallTimeout.D() != 30*time.Second {
+		t.Fatalf("example config not read: %+v %+v", cfg.Metrics, cfg.Transfer)
+	}
+}

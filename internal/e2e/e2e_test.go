@@ -84,7 +84,7 @@ func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
-		if err := starter.Run(ctx, cfg.Kafka.Brokers, cfg.Kafka.Group, cfg.Kafka.JobsTopic, starter.ConsumerConfig("e2e"), b); err != nil {
+		if err := starter.Run(ctx, cfg.Kafka.Brokers, cfg.Kafka.Group, cfg.Kafka.JobsTopic, starter.ConsumerConfig("e2e", time.Second), b); err != nil {
 			t.Errorf("bridge: %v", err)
 		}
 	}()

@@ -1,0 +1,140 @@
+// Package testproc lets a test binary double as a kafkasync worker or bridge process, so tests can
+// SIGKILL a real process in the middle of its work. A test package calls Main from its TestMain;
+// Start re-executes the test binary in the given role with the test's configuration.
+package testproc
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/starter"
+	"github.com/kafkasync/kafkasync/workers"
+)
+
+const roleEnv = "KAFKASYNC_TEST_ROLE"
+
+// Roles.
+const (
+	Worker = "worker"
+	Bridge = "bridge"
+)
+
+// Main runs the role named by the environment, or the tests.
+func Main(m *testing.M) {
+	if role := os.Getenv(roleEnv); role != "" {
+		os.Exit(run(role))
+	}
+	os.Exit(m.Run())
+}
+
+func run(role string) int {
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
+	defer stop()
+	cfg, err := config.Load("", os.Environ())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, role, "config:", err)
+		return 2
+	}
+	var lvl slog.Level
+	_ = lvl.UnmarshalText([]byte(cfg.Log.Level))
+	log := slog.New(slog.NewJSONHandler(os.Stderr, &slog.HandlerOptions{Level: lvl})).With("role", role, "pid", os.Getpid())
+	c, err := workers.Dial(ctx, cfg.Temporal, log)
+	if err != nil {
+		log.Error("temporal", "err", err)
+		return 1
+	}
+	defer c.Close()
+	switch role {
+	case Worker:
+		tr, closeT, err := workers.NewTransfer(ctx, cfg, log)
+		if err != nil {
+			log.Error("worker", "err", err)
+			return 1
+		}
+		defer closeT()
+		err = workers.Run(ctx, c, cfg.Temporal.TaskQueue, tr, 5*time.Second)
+		if err != nil {
+			log.Error("worker", "err", err)
+			return 1
+		}
+	case Bridge:
+		prod, err := workers.NewProducer(cfg.Kafka)
+		if err != nil {
+			log.Error("bridge", "err", err)
+			return 1
+		}
+		defer prod.Close()
+		b := starter.New(cfg, c, prod, log)
+		b.Backoff = time.Second
+		if err := starter.RunConfig(ctx, cfg, b); err != nil {
+			log.Error("bridge", "err", err)
+			return 1
+		}
+	default:
+		fmt.Fprintln(os.Stderr, "unknown role", role)
+		return 2
+	}
+	return 0
+}
+
+// Proc is a running worker or bridge process.
+type Proc struct {
+	Cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// Start runs role with cfg; its log lines (JSON) go to logw. The process is stopped (SIGTERM) when
+// the test ends, if it still runs.
+func Start(t testing.TB, role string, cfg config.Config, logw io.Writer) *Proc {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(append(os.Environ(), cfg.Environ()...), roleEnv+"="+role)
+	cmd.Stdout, cmd.Stderr = logw, logw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := &Proc{Cmd: cmd, done: make(chan struct{})}
+	go func() { cmd.Wait(); close(p.done) }()
+	t.Cleanup(func() { p.Stop(10 * time.Second) })
+	return p
+}
+
+// Kill sends SIGKILL and waits for the process to be gone.
+func (p *Proc) Kill() {
+	_ = p.Cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Stop sends SIGTERM and waits up to grace, then kills.
+func (p *Proc) Stop(grace time.Duration) {
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.Cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(grace):
+		p.Kill()
+	}
+}
+
+// Exited reports whether the process has ended.
+func (p *Proc) Exited() bool {
+	select {
+	case <-p.done:
+		return true
+	default:
+		return false
+	}
+}
