@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 
 	"golang.org/x/sync/errgroup"
 
@@ -45,6 +46,13 @@ type Stack struct {
 	S3       *S3
 	Postgres *Postgres
 	Bucket   string
+
+	// what Restart needs to start a server again as it was
+	o                    Options
+	dir, pgDir           string
+	temporalBin, vgwBin  string
+	temporalDB           string
+	temporalPort, s3Port int
 }
 
 // Start starts the servers (the slow ones in parallel) and stops the started ones on failure.
@@ -71,7 +79,20 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 	if err != nil {
 		return nil, err
 	}
-	st = &Stack{Bucket: o.Bucket}
+	st = &Stack{Bucket: o.Bucket, o: o, dir: dir, pgDir: pgDir, temporalBin: temporalBin, vgwBin: vgwBin}
+	if !o.Ephemeral {
+		st.temporalDB = filepath.Join(dir, "temporal.db")
+	}
+	// Fixed ports, so a restarted server is where the clients expect it.
+	if st.temporalPort, err = portOrFree(o.Ports.TemporalPort); err != nil {
+		return st, err
+	}
+	if st.s3Port, err = portOrFree(o.Ports.S3Port); err != nil {
+		return st, err
+	}
+	if o.Ports.PGPort, err = portOrFree(o.Ports.PGPort); err != nil {
+		return st, err
+	}
 	defer func() {
 		if err != nil {
 			st.Stop()
@@ -86,16 +107,12 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() (err error) {
-		db := filepath.Join(dir, "temporal.db")
-		if o.Ephemeral {
-			db = ""
-		}
-		st.Temporal, err = StartTemporal(gctx, TemporalOptions{Bin: temporalBin, DBFile: db, Port: o.Ports.TemporalPort,
+		st.Temporal, err = StartTemporal(gctx, TemporalOptions{Bin: temporalBin, DBFile: st.temporalDB, Port: st.temporalPort,
 			UIPort: o.Ports.TemporalUI, Headless: o.Headless, Log: o.Log})
 		return err
 	})
 	g.Go(func() (err error) {
-		st.S3, err = StartS3(gctx, S3Options{Bin: vgwBin, Dir: filepath.Join(dir, "s3"), Port: o.Ports.S3Port,
+		st.S3, err = StartS3(gctx, S3Options{Bin: vgwBin, Dir: filepath.Join(dir, "s3"), Port: st.s3Port,
 			AccessKey: o.S3AccessKey, SecretKey: o.S3SecretKey, Buckets: []string{o.Bucket}, Log: o.Log})
 		return err
 	})
@@ -104,6 +121,45 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		return err
 	})
 	return st, g.Wait()
+}
+
+// Servers that Restart can take down.
+const (
+	ServerPostgres = "postgres"
+	ServerS3       = "s3"
+	ServerTemporal = "temporal"
+)
+
+// Restart stops one server, waits down, and starts it again on the same port with the same data
+// (for fault tests; Temporal keeps its state only when the stack is not Ephemeral).
+func (s *Stack) Restart(ctx context.Context, server string, down time.Duration) error {
+	switch server {
+	case ServerPostgres:
+		s.Postgres.Stop()
+	case ServerS3:
+		s.S3.Stop()
+	case ServerTemporal:
+		s.Temporal.Stop()
+	default:
+		return fmt.Errorf("no server %q", server)
+	}
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-time.After(down):
+	}
+	var err error
+	switch server {
+	case ServerPostgres:
+		s.Postgres, err = StartPostgres(ctx, s.pgDir, s.o.Ports.PGPort, s.o.Log)
+	case ServerS3:
+		s.S3, err = StartS3(ctx, S3Options{Bin: s.vgwBin, Dir: filepath.Join(s.dir, "s3"), Port: s.s3Port,
+			AccessKey: s.o.S3AccessKey, SecretKey: s.o.S3SecretKey, Buckets: []string{s.o.Bucket}, Log: s.o.Log})
+	case ServerTemporal:
+		s.Temporal, err = StartTemporal(ctx, TemporalOptions{Bin: s.temporalBin, DBFile: s.temporalDB, Port: s.temporalPort,
+			UIPort: s.o.Ports.TemporalUI, Headless: s.o.Headless, Log: s.o.Log})
+	}
+	return err
 }
 
 // Stop stops every server that is running.

@@ -11,13 +11,14 @@ import (
 	"io"
 	"path"
 	"strings"
+	"unicode"
 	"unicode/utf8"
 )
 
 // Limits on a message and its fields.
 const (
 	MaxMessageBytes = 64 << 10 // larger messages are refused
-	MaxPathBytes    = 4096
+	MaxPathBytes    = 4095     // PATH_MAX less its terminating NUL
 	MaxSegmentBytes = 255
 	MaxIDBytes      = 200
 	MaxKeyBytes     = 1024 // S3 key limit
@@ -152,6 +153,9 @@ func Parse(key, value []byte) (Job, error) {
 	if err := checkPath(j.RemotePath, false); err != nil {
 		return Job{}, err
 	}
+	if j.DestKey == "" && len(j.RemotePath)-1 > MaxKeyBytes {
+		return Job{}, refuse("bad_path", "path is %d bytes: as an S3 key it would exceed %d bytes (give a dest_key)", len(j.RemotePath), MaxKeyBytes)
+	}
 	md5, err := parseMD5(rawHash, w.Hash != nil || w.MD5 != nil)
 	if err != nil {
 		return Job{}, err
@@ -187,7 +191,7 @@ func checkPath(p string, dir bool) error {
 	case !utf8.ValidString(p):
 		return refuse("bad_path", "path is not UTF-8")
 	case hasControl(p):
-		return refuse("bad_path", "path %q holds a control character", p)
+		return refuse("bad_path", "path %q holds a control or invisible formatting character", p)
 	case !strings.HasPrefix(p, "/"):
 		return refuse("bad_path", "path %q is not absolute", p)
 	case p == "/" && !dir:
@@ -269,9 +273,12 @@ func parseMD5(s string, present bool) (string, error) {
 	return strings.ToLower(h), nil
 }
 
+// hasControl finds characters that have no business in a file name and can hide what a name says:
+// C0 and C1 controls, invisible formatting characters (bidirectional overrides such as U+202E,
+// zero-width spaces and joiners, the byte-order mark), line and paragraph separators, and U+FFFD.
 func hasControl(s string) bool {
 	for _, r := range s {
-		if r < 0x20 || r == 0x7f {
+		if unicode.IsControl(r) || unicode.In(r, unicode.Cf, unicode.Zl, unicode.Zp) || r == utf8.RuneError {
 			return true
 		}
 	}

@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -82,6 +83,19 @@ func hostKeyCallback(c config.SFTP) (ssh.HostKeyCallback, error) {
 		}
 		return func(host string, remote net.Addr, key ssh.PublicKey) error {
 			if err := cb(host, remote, key); err != nil {
+				var ke *knownhosts.KeyError
+				if errors.As(err, &ke) {
+					if len(ke.Want) == 0 {
+						return fmt.Errorf("%w: %s offered %s %s, and %s has no key for it (unknown host)", ErrHostKey, host,
+							key.Type(), ssh.FingerprintSHA256(key), c.KnownHosts)
+					}
+					var want []string
+					for _, k := range ke.Want {
+						want = append(want, fmt.Sprintf("%s %s (%s:%d)", k.Key.Type(), ssh.FingerprintSHA256(k.Key), k.Filename, k.Line))
+					}
+					return fmt.Errorf("%w: %s offered %s %s, known_hosts expects %s (host key changed?)", ErrHostKey, host,
+						key.Type(), ssh.FingerprintSHA256(key), strings.Join(want, ", "))
+				}
 				return fmt.Errorf("%w: %s offered %s %s: %v", ErrHostKey, host, key.Type(), ssh.FingerprintSHA256(key), err)
 			}
 			return nil

@@ -28,6 +28,8 @@ type Env struct {
 // Options tune Start.
 type Options struct {
 	SFTPReadRate int
+	// PersistTemporal keeps Temporal's state in a file, so the server can be restarted.
+	PersistTemporal bool
 }
 
 // Start starts every server, or fails the test. The config uses short timeouts suited to tests.
@@ -54,7 +56,7 @@ func Start(t testing.TB, o Options) *Env {
 	cfg.Kafka.DLQTopic = "jobs.dlq"
 	cfg.S3.Bucket = "kafkasync-test"
 	st, err := devstack.Start(ctx, devstack.Options{
-		Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: true, SFTPReadRate: o.SFTPReadRate,
+		Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: !o.PersistTemporal, SFTPReadRate: o.SFTPReadRate,
 		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Bucket: cfg.S3.Bucket,
 		S3AccessKey: "test-access", S3SecretKey: "test-secret-key", Log: logf,
 	})

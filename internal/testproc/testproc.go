@@ -30,10 +30,20 @@ const (
 
 // Main runs the role named by the environment, or the tests.
 func Main(m *testing.M) {
-	if role := os.Getenv(roleEnv); role != "" {
-		os.Exit(run(role))
+	if code, ok := Child(); ok {
+		os.Exit(code)
 	}
 	os.Exit(m.Run())
+}
+
+// Child runs the role named by the environment, if any, and returns its exit code and true; in the
+// test process itself it returns false at once.
+func Child() (int, bool) {
+	role := os.Getenv(roleEnv)
+	if role == "" {
+		return 0, false
+	}
+	return run(role), true
 }
 
 func run(role string) int {

@@ -1,0 +1,171 @@
+// Package faultproxy is a TCP proxy for fault tests: it forwards connections to a target and, on
+// command, resets every connection, stalls them (sockets stay open, no bytes move), or caps the
+// bandwidth from the target.
+package faultproxy
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+)
+
+// Proxy forwards 127.0.0.1:<port> to a target address.
+type Proxy struct {
+	Addr   string
+	target string
+	ln     net.Listener
+
+	mu      sync.Mutex
+	conns   map[net.Conn]struct{}
+	stalled chan struct{} // closed while not stalled; replaced by an open one while stalled
+	limit   *rate.Limiter // bytes from the target, nil: unlimited
+
+	Accepted atomic.Int64
+	Resets   atomic.Int64
+}
+
+// New listens on a free loopback port and forwards to target.
+func New(target string) (*Proxy, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	p := &Proxy{Addr: ln.Addr().String(), target: target, ln: ln, conns: map[net.Conn]struct{}{}, stalled: make(chan struct{})}
+	close(p.stalled)
+	go p.serve()
+	return p, nil
+}
+
+// Close stops accepting and closes every connection.
+func (p *Proxy) Close() {
+	p.ln.Close()
+	p.Reset()
+	p.Resume()
+}
+
+// Reset closes every open connection abruptly (RST where the OS allows it).
+func (p *Proxy) Reset() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.conns {
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetLinger(0)
+		}
+		c.Close()
+		p.Resets.Add(1)
+	}
+	clear(p.conns)
+}
+
+// Stall stops moving bytes on every connection, open or new, until Resume; sockets stay open.
+func (p *Proxy) Stall() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.stalled:
+		p.stalled = make(chan struct{})
+	default:
+	}
+}
+
+// Resume ends a stall.
+func (p *Proxy) Resume() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	select {
+	case <-p.stalled:
+	default:
+		close(p.stalled)
+	}
+}
+
+// Limit caps the bytes per second from the target (0: no cap).
+func (p *Proxy) Limit(bytesPerSec int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if bytesPerSec <= 0 {
+		p.limit = nil
+		return
+	}
+	p.limit = rate.NewLimiter(rate.Limit(bytesPerSec), 256<<10)
+}
+
+func (p *Proxy) gate() (chan struct{}, *rate.Limiter) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.stalled, p.limit
+}
+
+func (p *Proxy) track(c net.Conn, add bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if add {
+		p.conns[c] = struct{}{}
+	} else {
+		delete(p.conns, c)
+	}
+}
+
+func (p *Proxy) serve() {
+	for {
+		in, err := p.ln.Accept()
+		if err != nil {
+			return
+		}
+		p.Accepted.Add(1)
+		go p.handle(in)
+	}
+}
+
+func (p *Proxy) handle(in net.Conn) {
+	out, err := net.DialTimeout("tcp", p.target, 5*time.Second)
+	if err != nil {
+		in.Close()
+		return
+	}
+	p.track(in, true)
+	p.track(out, true)
+	defer func() {
+		p.track(in, false)
+		p.track(out, false)
+		in.Close()
+		out.Close()
+	}()
+	done := make(chan struct{}, 2)
+	go func() { p.pipe(out, in, false); done <- struct{}{} }()
+	go func() { p.pipe(in, out, true); done <- struct{}{} }()
+	<-done
+}
+
+// pipe copies src to dst in small chunks, waiting out stalls and the bandwidth cap.
+func (p *Proxy) pipe(dst, src net.Conn, fromTarget bool) {
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := src.Read(buf)
+		if n > 0 {
+			stalled, limit := p.gate()
+			<-stalled
+			if fromTarget && limit != nil {
+				_ = limit.WaitN(context.Background(), min(n, limit.Burst()))
+			}
+			if _, werr := dst.Write(buf[:n]); werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				return
+			}
+			if tc, ok := dst.(*net.TCPConn); ok {
+				tc.CloseWrite()
+			}
+			return
+		}
+	}
+}
