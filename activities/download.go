@@ -263,7 +263,7 @@ func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File
 	defer c.Close()
 	metrics.SFTPConnections.Inc()
 	defer metrics.SFTPConnections.Dec()
-	stop := context.AfterFunc(ctx, func() { c.Close() }) // unblock reads on cancel
+	stop := context.AfterFunc(ctx, c.Abort) // unblock reads on cancel, even on a stalled connection
 	defer stop()
 	rf, err := c.Open(in.RemotePath)
 	if err != nil {

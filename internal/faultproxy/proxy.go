@@ -24,7 +24,7 @@ type Proxy struct {
 	mu      sync.Mutex
 	conns   map[net.Conn]struct{}
 	stalled chan struct{} // closed while not stalled; replaced by an open one while stalled
-	limit   *rate.Limiter // bytes from the target, nil: unlimited
+	limit   *rate.Limiter // bytes per second each way, nil: unlimited
 
 	Accepted atomic.Int64
 	Resets   atomic.Int64
@@ -85,7 +85,7 @@ func (p *Proxy) Resume() {
 	}
 }
 
-// Limit caps the bytes per second from the target (0: no cap).
+// Limit caps the bytes per second in each direction (0: no cap).
 func (p *Proxy) Limit(bytesPerSec int) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -93,7 +93,7 @@ func (p *Proxy) Limit(bytesPerSec int) {
 		p.limit = nil
 		return
 	}
-	p.limit = rate.NewLimiter(rate.Limit(bytesPerSec), 256<<10)
+	p.limit = rate.NewLimiter(rate.Limit(bytesPerSec), 32<<10)
 }
 
 func (p *Proxy) gate() (chan struct{}, *rate.Limiter) {
@@ -138,20 +138,20 @@ func (p *Proxy) handle(in net.Conn) {
 		out.Close()
 	}()
 	done := make(chan struct{}, 2)
-	go func() { p.pipe(out, in, false); done <- struct{}{} }()
-	go func() { p.pipe(in, out, true); done <- struct{}{} }()
+	go func() { p.pipe(out, in); done <- struct{}{} }()
+	go func() { p.pipe(in, out); done <- struct{}{} }()
 	<-done
 }
 
 // pipe copies src to dst in small chunks, waiting out stalls and the bandwidth cap.
-func (p *Proxy) pipe(dst, src net.Conn, fromTarget bool) {
+func (p *Proxy) pipe(dst, src net.Conn) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
 		if n > 0 {
 			stalled, limit := p.gate()
 			<-stalled
-			if fromTarget && limit != nil {
+			if limit != nil {
 				_ = limit.WaitN(context.Background(), min(n, limit.Burst()))
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {

@@ -3,7 +3,6 @@ package faults
 import (
 	"context"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"sort"
@@ -106,7 +105,7 @@ func start(t *testing.T, o testenv.Options, tweak func(*config.Config)) *suite {
 }
 
 // logFile is a file in the suite's log folder for one process's output.
-func (s *suite) logFile(name string) io.Writer {
+func (s *suite) logFile(name string) *os.File {
 	s.t.Helper()
 	s.mu.Lock()
 	s.nlog++
@@ -121,11 +120,19 @@ func (s *suite) logFile(name string) io.Writer {
 }
 
 func (s *suite) worker(cfg config.Config) *testproc.Proc {
-	return testproc.Start(s.t, testproc.Worker, cfg, s.logFile("worker"))
+	p, _ := s.run(testproc.Worker, cfg)
+	return p
 }
 
 func (s *suite) bridge(cfg config.Config) *testproc.Proc {
-	return testproc.Start(s.t, testproc.Bridge, cfg, s.logFile("bridge"))
+	p, _ := s.run(testproc.Bridge, cfg)
+	return p
+}
+
+// run starts a worker or bridge process and returns it with the file that receives its log.
+func (s *suite) run(role string, cfg config.Config) (*testproc.Proc, string) {
+	f := s.logFile(role)
+	return testproc.Start(s.t, role, cfg, f), f.Name()
 }
 
 func (s *suite) publishRaw(key, value []byte) {

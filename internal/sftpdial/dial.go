@@ -131,6 +131,13 @@ func (c *Client) Close() error {
 	return err
 }
 
+// Abort drops the connection at once, for a server that stopped answering: Close would wait for
+// the server to acknowledge the end of the SFTP session.
+func (c *Client) Abort() {
+	c.conn.Close()
+	c.Client.Close()
+}
+
 // Dial opens a new SSH connection and an SFTP session on it. Errors wrap ErrHostKey or ErrAuth when
 // the cause is one of those.
 func (d *Dialer) Dial(ctx context.Context, opts ...sftp.ClientOption) (*Client, error) {
