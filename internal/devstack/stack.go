@@ -93,6 +93,7 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 	if o.Ports.PGPort, err = portOrFree(o.Ports.PGPort); err != nil {
 		return st, err
 	}
+	st.o = o
 	defer func() {
 		if err != nil {
 			st.Stop()
