@@ -2,6 +2,7 @@ package activities_test
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -164,6 +165,50 @@ func TestActivitiesAgainstRealServers(t *testing.T) {
 			t.Fatalf("server sent %d bytes, want %d", sent, wantFetched)
 		}
 		if _, err := b.actEnv().ExecuteActivity(b.tr.Verify, activities.VerifyInput{JobID: "job-resume", MD5: sum, Size: size}); err != nil {
+			t.Fatalf("resumed file: %v", err)
+		}
+	})
+	t.Run("download resumes from the local journal, inside ranges", func(t *testing.T) {
+		in := in
+		in.JobID = "job-journal"
+		// The killed attempt had range 0 complete and 300,000 bytes of range 2; its journal, written
+		// after its last sync, says so. The heartbeat Temporal kept is older: only range 0.
+		full, err := os.ReadFile(filepath.Join(b.env.Stack.SFTP.Root, "in/sub/a.bin"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		part := make([]byte, size)
+		copy(part[:1<<20], full[:1<<20])
+		copy(part[2<<20:2<<20+300000], full[2<<20:2<<20+300000])
+		staging := filepath.Join(b.env.Cfg.Transfer.StagingDir, "job-journal.part")
+		if err := os.WriteFile(staging, part, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		j, _ := json.Marshal(activities.Progress{Size: size, RangeSize: 1 << 20, Done: []activities.Span{{From: 0, To: 1}},
+			Partial: map[int]int64{2: 300000}})
+		if err := os.WriteFile(staging+".ranges", j, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		e := b.actEnv()
+		e.SetHeartbeatDetails(activities.Progress{Size: size, RangeSize: 1 << 20, Done: []activities.Span{{From: 0, To: 1}}})
+		before := b.env.Stack.SFTP.Server.BytesSent()
+		v, err := e.ExecuteActivity(b.tr.Download, in)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var dl activities.DownloadResult
+		v.Get(&dl)
+		wantResumed := int64(1<<20 + 300000)
+		if dl.Resumed != wantResumed || dl.Fetched != size-wantResumed {
+			t.Fatalf("fetched %d resumed %d, want %d and %d", dl.Fetched, dl.Resumed, size-wantResumed, wantResumed)
+		}
+		if sent := b.env.Stack.SFTP.Server.BytesSent() - before; sent != size-wantResumed {
+			t.Fatalf("server sent %d bytes, want %d", sent, size-wantResumed)
+		}
+		if _, err := os.Stat(staging + ".ranges"); !errors.Is(err, os.ErrNotExist) {
+			t.Fatalf("journal left after a complete download: %v", err)
+		}
+		if _, err := b.actEnv().ExecuteActivity(b.tr.Verify, activities.VerifyInput{JobID: "job-journal", MD5: sum, Size: size}); err != nil {
 			t.Fatalf("resumed file: %v", err)
 		}
 	})

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -57,27 +58,44 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	info := activity.GetInfo(ctx)
 	name := StagingName(in.JobID)
 	n := NumRanges(in.Size, in.RangeSize)
-	done := map[int]bool{}
+	done, partial := map[int]bool{}, map[int]int64{}
 
-	var prev Progress
-	if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &prev) == nil &&
-		prev.Size == in.Size && prev.RangeSize == in.RangeSize {
-		if fi, err := a.Staging.Stat(name); err == nil && fi.Size() == in.Size {
-			done = DoneSet(prev.Done, n)
+	// Resume from what is on this host's disk: the journal next to the staging file (synced with
+	// it, the most recent), else the last heartbeat. Either counts only while the staging file
+	// still has exactly Size bytes.
+	if fi, err := a.Staging.Stat(name); err == nil && fi.Size() == in.Size {
+		var best Progress
+		if p, ok := a.readJournal(name); ok && p.Size == in.Size && p.RangeSize == in.RangeSize {
+			best = p
+		}
+		var hb Progress
+		if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &hb) == nil &&
+			hb.Size == in.Size && hb.RangeSize == in.RangeSize && progressBytes(hb, n) > progressBytes(best, n) {
+			best = hb
+		}
+		if best.Size == in.Size {
+			done = DoneSet(best.Done, n)
+			for i, b := range best.Partial {
+				if off, end := RangeBounds(i, in.Size, in.RangeSize); i >= 0 && i < n && !done[i] && b > 0 && b < end-off {
+					partial[i] = b
+				}
+			}
 		}
 	}
-	resumed := DoneBytes(done, in.Size, in.RangeSize)
+	resumed := DoneBytes(done, in.Size, in.RangeSize) + sumPartial(partial)
 
+	fresh := len(done) == 0 && len(partial) == 0
 	flags := os.O_RDWR | os.O_CREATE
-	if len(done) == 0 {
+	if fresh {
 		flags |= os.O_TRUNC
+		a.removeJournal(name)
 	}
 	f, err := a.Staging.OpenFile(name, flags, 0o644)
 	if err != nil {
 		return DownloadResult{}, fmt.Errorf("open staging %s: %w", name, err)
 	}
 	defer f.Close()
-	if len(done) == 0 && in.Size > 0 {
+	if fresh && in.Size > 0 {
 		if err := f.Truncate(in.Size); err != nil {
 			return DownloadResult{}, a.stagingFailed(ctx, in, f, name, err)
 		}
@@ -96,6 +114,10 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 		conns = a.Connections
 	}
 	missing := Missing(done, n)
+	startOf := make(map[int]int64, len(partial)) // read-only copy for the fetchers
+	for i, b := range partial {
+		startOf[i] = b
+	}
 	conns = max(1, min(conns, len(missing)))
 
 	var (
@@ -105,17 +127,24 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	progress := func() Progress {
 		mu.Lock()
 		spans := Spans(done)
-		bytesDone := DoneBytes(done, in.Size, in.RangeSize)
+		part := make(map[int]int64, len(partial))
+		for i, b := range partial {
+			part[i] = b
+		}
+		bytesDone := DoneBytes(done, in.Size, in.RangeSize) + sumPartial(part)
 		mu.Unlock()
 		el := time.Since(start).Seconds()
-		return Progress{Size: in.Size, RangeSize: in.RangeSize, Done: spans, BytesDone: bytesDone,
+		return Progress{Size: in.Size, RangeSize: in.RangeSize, Done: spans, Partial: part, BytesDone: bytesDone,
 			BytesPerSec: float64(fetched.Load()) / max(el, 1e-3), Ranges: n, Connections: conns}
 	}
 	heartbeat := func() {
-		p := progress() // snapshot first: every range in it is written before the sync below
+		p := progress() // snapshot first: every byte it counts is written before the sync below
 		if err := f.Sync(); err != nil {
 			a.log(ctx, in.JobID).Warn("sync staging", "err", err)
 			return
+		}
+		if err := a.writeJournal(name, p); err != nil {
+			a.log(ctx, in.JobID).Warn("write download journal", "err", err)
 		}
 		activity.RecordHeartbeat(ctx, p)
 	}
@@ -124,7 +153,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
-		t := time.NewTicker(a.heartbeatEvery())
+		t := time.NewTicker(a.syncEvery())
 		defer t.Stop()
 		for {
 			select {
@@ -179,17 +208,20 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	if len(missing) > 0 {
 		for range conns {
 			g.Go(func() error {
-				return a.fetchRanges(gctx, in, f, work, func(i int, b int64) {
+				return a.fetchRanges(gctx, in, f, work, startOf, func(i int, b int64, finished bool) {
 					if b > 0 {
 						lastByte.Store(time.Now().UnixNano())
 						fetched.Add(b)
 						metrics.Bytes.WithLabelValues("download").Add(float64(b))
 					}
-					if i >= 0 {
-						mu.Lock()
+					mu.Lock()
+					if finished {
 						done[i] = true
-						mu.Unlock()
+						delete(partial, i)
+					} else {
+						partial[i] += b
 					}
+					mu.Unlock()
 				})
 			})
 		}
@@ -211,6 +243,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 		}
 		return DownloadResult{}, classify("download "+in.RemotePath, err)
 	}
+	a.removeJournal(name) // the staging file is complete: nothing left to resume
 	el := time.Since(start).Seconds()
 	res := DownloadResult{Size: in.Size, Fetched: fetched.Load(), Resumed: resumed, Seconds: el,
 		Attempt: info.Attempt, HostID: a.HostID, Connections: conns}
@@ -240,10 +273,20 @@ func (a *Transfer) stagingFailed(ctx context.Context, in DownloadInput, f *os.Fi
 	if err := a.Staging.Remove(name); err != nil && !errors.Is(err, os.ErrNotExist) {
 		a.log(ctx, in.JobID).Warn("remove partial staging file", "file", name, "err", err)
 	}
+	a.removeJournal(name)
 	activity.RecordHeartbeat(ctx, Progress{Size: in.Size, RangeSize: in.RangeSize}) // nothing kept
 	err := fmt.Errorf("staging %s for %d bytes: %w (partial file removed)", name, in.Size, cause)
 	a.log(ctx, in.JobID).Warn("staging full", "err", err)
 	return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeStagingFull, cause)
+}
+
+// syncEvery is how often Download syncs the staging file and writes its journal: what a crash can
+// cost is about this much transfer time plus the ranges in flight.
+func (a *Transfer) syncEvery() time.Duration {
+	if a.SyncEvery > 0 {
+		return a.SyncEvery
+	}
+	return min(a.heartbeatEvery(), 250*time.Millisecond)
 }
 
 func (a *Transfer) heartbeatEvery() time.Duration {
@@ -253,9 +296,11 @@ func (a *Transfer) heartbeatEvery() time.Duration {
 	return time.Second
 }
 
-// fetchRanges runs one connection: it takes range indices from work until it is closed, reports
-// bytes as they land (i = -1) and each finished range.
-func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File, work <-chan int, report func(i int, b int64)) error {
+// fetchRanges runs one connection: it takes range indices from work until it is closed, starting
+// each range after the bytes startOf says are already there, and reports the bytes of range i as
+// they land (in order from the range's start) and each finished range.
+func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File, work <-chan int, startOf map[int]int64,
+	report func(i int, b int64, finished bool)) error {
 	c, err := a.SFTP.Dial(ctx)
 	if err != nil {
 		return err
@@ -284,6 +329,7 @@ func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File
 	buf := make([]byte, min(int64(chunk), max(in.RangeSize, 1)))
 	for i := range work {
 		off, end := RangeBounds(i, in.Size, in.RangeSize)
+		off += startOf[i]
 		for off < end {
 			m := min(int64(len(buf)), end-off)
 			k, rerr := rf.ReadAt(buf[:m], off)
@@ -292,7 +338,7 @@ func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File
 					return fmt.Errorf("write staging: %w", werr)
 				}
 				off += int64(k)
-				report(-1, int64(k))
+				report(i, int64(k), false)
 			}
 			if rerr != nil {
 				if errors.Is(rerr, io.EOF) && off < end {
@@ -306,7 +352,52 @@ func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File
 				}
 			}
 		}
-		report(i, 0)
+		report(i, 0, true)
 	}
 	return nil
+}
+
+// The journal is the download's progress kept next to its staging file, written after each sync,
+// so a worker restarted on the same host resumes from its last sync rather than from the last
+// heartbeat Temporal stored (heartbeats reach the server only every few seconds).
+func journalName(staging string) string { return staging + ".ranges" }
+
+func (a *Transfer) writeJournal(staging string, p Progress) error {
+	b, err := json.Marshal(p)
+	if err != nil {
+		return err
+	}
+	tmp := journalName(staging) + ".tmp"
+	if err := a.Staging.WriteFile(tmp, b, 0o644); err != nil {
+		return err
+	}
+	return a.Staging.Rename(tmp, journalName(staging))
+}
+
+func (a *Transfer) readJournal(staging string) (Progress, bool) {
+	b, err := a.Staging.ReadFile(journalName(staging))
+	if err != nil {
+		return Progress{}, false
+	}
+	var p Progress
+	return p, json.Unmarshal(b, &p) == nil
+}
+
+func (a *Transfer) removeJournal(staging string) {
+	_ = a.Staging.Remove(journalName(staging))
+	_ = a.Staging.Remove(journalName(staging) + ".tmp")
+}
+
+// progressBytes is how many bytes p says are on disk, counting only ranges below n.
+func progressBytes(p Progress, n int) int64 {
+	done := DoneSet(p.Done, n)
+	return DoneBytes(done, p.Size, max(p.RangeSize, 1)) + sumPartial(p.Partial)
+}
+
+func sumPartial(m map[int]int64) int64 {
+	var s int64
+	for _, b := range m {
+		s += b
+	}
+	return s
 }

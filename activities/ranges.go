@@ -14,6 +14,9 @@ type Progress struct {
 	Size      int64  `json:"size"`
 	RangeSize int64  `json:"range_size"`
 	Done      []Span `json:"done"`
+	// Partial holds, for ranges begun but not finished, how many bytes from the range's start are
+	// written and synced; a retry fetches only the rest of such a range.
+	Partial map[int]int64 `json:"partial,omitempty"`
 	// BytesDone and BytesPerSec are for people watching (dashboard, CLI); they are not trusted.
 	BytesDone   int64   `json:"bytes_done"`
 	BytesPerSec float64 `json:"bytes_per_sec"`

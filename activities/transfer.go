@@ -64,7 +64,9 @@ type Transfer struct {
 	ChunkSize int
 	// StallTimeout ends a download attempt that received no bytes for this long (0: 30s, <0: never).
 	StallTimeout time.Duration
-	// Heartbeat is how often Download syncs the staging file and records its progress.
+	// SyncEvery is how often Download syncs the staging file and journals its progress (0: 250ms).
+	SyncEvery time.Duration
+	// Heartbeat is how often the long steps record a heartbeat.
 	Heartbeat time.Duration
 	Now       func() time.Time
 	Logger    *slog.Logger

@@ -25,6 +25,7 @@ type Proxy struct {
 	conns   map[net.Conn]struct{}
 	stalled chan struct{} // closed while not stalled; replaced by an open one while stalled
 	limit   *rate.Limiter // bytes per second each way, nil: unlimited
+	delay   time.Duration // added to each direction: a round trip gains twice this
 
 	Accepted atomic.Int64
 	Resets   atomic.Int64
@@ -96,6 +97,14 @@ func (p *Proxy) Limit(bytesPerSec int) {
 	p.limit = rate.NewLimiter(rate.Limit(bytesPerSec), 32<<10)
 }
 
+// Delay adds d to each direction, so a round trip through the proxy takes 2d longer. Bytes are
+// queued, not throttled: the delay costs latency, not bandwidth, like a long link.
+func (p *Proxy) Delay(d time.Duration) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.delay = d
+}
+
 func (p *Proxy) gate() (chan struct{}, *rate.Limiter) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
@@ -137,9 +146,17 @@ func (p *Proxy) handle(in net.Conn) {
 		in.Close()
 		out.Close()
 	}()
+	p.mu.Lock()
+	delay := p.delay
+	p.mu.Unlock()
 	done := make(chan struct{}, 2)
-	go func() { p.pipe(out, in); done <- struct{}{} }()
-	go func() { p.pipe(in, out); done <- struct{}{} }()
+	if delay > 0 {
+		go func() { delayLine(out, in, delay); done <- struct{}{} }()
+		go func() { delayLine(in, out, delay); done <- struct{}{} }()
+	} else {
+		go func() { p.pipe(out, in); done <- struct{}{} }()
+		go func() { p.pipe(in, out); done <- struct{}{} }()
+	}
 	<-done
 }
 
@@ -167,5 +184,49 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			}
 			return
 		}
+	}
+}
+
+type chunk struct {
+	b  []byte
+	at time.Time
+}
+
+// delayLine copies src to dst, each chunk leaving delay after it arrived. Up to 64 MiB wait in the
+// line; beyond that the reader stops, as a full link would.
+func delayLine(dst, src net.Conn, delay time.Duration) {
+	q := make(chan chunk, 4096)
+	var queued atomic.Int64
+	go func() {
+		defer close(q)
+		for {
+			buf := make([]byte, 64<<10)
+			n, err := src.Read(buf)
+			if n > 0 {
+				for queued.Load() > 64<<20 {
+					time.Sleep(time.Millisecond)
+				}
+				queued.Add(int64(n))
+				q <- chunk{b: buf[:n], at: time.Now().Add(delay)}
+			}
+			if err != nil {
+				return
+			}
+		}
+	}()
+	for c := range q {
+		if w := time.Until(c.at); w > 0 {
+			time.Sleep(w)
+		}
+		queued.Add(-int64(len(c.b)))
+		if _, err := dst.Write(c.b); err != nil {
+			src.Close()
+			for range q {
+			}
+			return
+		}
+	}
+	if tc, ok := dst.(*net.TCPConn); ok {
+		tc.CloseWrite()
 	}
 }
