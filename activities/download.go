@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/kafkasync/kafkasync/internal/metrics"
+	"github.com/kafkasync/kafkasync/internal/sftpdial"
 )
 
 // DownloadInput says what to fetch and how to split it.
@@ -280,6 +281,28 @@ func (a *Transfer) stagingFailed(ctx context.Context, in DownloadInput, f *os.Fi
 	return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeStagingFull, cause)
 }
 
+// dial opens one SFTP connection, trying again a few times when the handshake fails: servers limit
+// handshakes in progress (OpenSSH's MaxStartups, 10 by default) and drop the connections beyond
+// it, which a download opening many connections at once runs into.
+func (a *Transfer) dial(ctx context.Context) (*sftpdial.Client, error) {
+	var err error
+	for try := range 5 {
+		var c *sftpdial.Client
+		if c, err = a.SFTP.Dial(ctx); err == nil {
+			return c, nil
+		}
+		if errors.Is(err, sftpdial.ErrHostKey) || errors.Is(err, sftpdial.ErrAuth) || ctx.Err() != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(try+1) * 150 * time.Millisecond):
+		}
+	}
+	return nil, err
+}
+
 // syncEvery is how often Download syncs the staging file and writes its journal: what a crash can
 // cost is about this much transfer time plus the ranges in flight.
 func (a *Transfer) syncEvery() time.Duration {
@@ -301,7 +324,7 @@ func (a *Transfer) heartbeatEvery() time.Duration {
 // they land (in order from the range's start) and each finished range.
 func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File, work <-chan int, startOf map[int]int64,
 	report func(i int, b int64, finished bool)) error {
-	c, err := a.SFTP.Dial(ctx)
+	c, err := a.dial(ctx)
 	if err != nil {
 		return err
 	}

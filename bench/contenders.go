@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -10,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/testsuite"
 
 	"github.com/kafkasync/kafkasync/activities"
@@ -24,7 +26,7 @@ type contender struct {
 	channels int
 	// cmdline shows how it is run, for RESULTS.md.
 	cmdline string
-	run      func(ctx context.Context, addr, remote, dest string, size int64) error
+	run     func(ctx context.Context, addr, remote, dest string, size int64) error
 }
 
 // Settings of kafkasync's download for the benchmark (the same as transfer.* in the config).
@@ -99,9 +101,11 @@ func kafkasyncDownload(ctx context.Context, s *SSHD, k kafkasyncSettings, addr, 
 		return err
 	}
 	defer root.Close()
+	quiet := slog.New(slog.DiscardHandler)
 	tr := &activities.Transfer{SFTP: d, Staging: root, Connections: k.Connections, ChunkSize: k.ChunkSize,
-		Heartbeat: time.Second, HostID: "bench"}
+		Heartbeat: time.Second, HostID: "bench", Logger: quiet}
 	var ts testsuite.WorkflowTestSuite
+	ts.SetLogger(sdklog.NewStructuredLogger(quiet))
 	env := ts.NewTestActivityEnvironment()
 	env.SetTestTimeout(30 * time.Minute)
 	env.RegisterActivity(tr)

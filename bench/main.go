@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/kafkasync/kafkasync/internal/faultproxy"
+	"github.com/kafkasync/kafkasync/internal/testproc"
 )
 
 type options struct {
@@ -31,9 +32,13 @@ type options struct {
 	out       string
 	dir       string
 	k         kafkasyncSettings
+	jobs      int
 }
 
 func main() {
+	if code, ok := testproc.Child(); ok { // a worker process of scenarios 5 and 6
+		os.Exit(code)
+	}
 	var (
 		o         options
 		size      = flag.String("size", "1GiB", "file size for the download scenarios")
@@ -41,10 +46,11 @@ func main() {
 		scenarios = flag.String("scenarios", "1,2,3,4,5,6", "which scenarios to run")
 		only      = flag.String("only", "", "comma-separated contenders to run (default: all)")
 	)
+	flag.IntVar(&o.jobs, "jobs", 1000, "scenario 4: how many small jobs")
 	flag.IntVar(&o.reps, "reps", 3, "repetitions of each contender (alternating)")
 	flag.StringVar(&o.out, "out", "", "write the results as Markdown to this file (e.g. bench/RESULTS.md)")
 	flag.StringVar(&o.dir, "dir", "", "working folder (default: a temporary one, removed at the end)")
-	flag.IntVar(&o.k.Connections, "connections", 8, "kafkasync: SFTP connections per download")
+	flag.IntVar(&o.k.Connections, "connections", 8, "kafkasync: SFTP connections per download (transfer.connections)")
 	flag.Int64Var(&o.k.RangeSize, "range-size", 8<<20, "kafkasync: range size in bytes")
 	flag.IntVar(&o.k.ChunkSize, "chunk", 2<<20, "kafkasync: bytes per read call (split into 32 KiB SFTP requests)")
 	flag.Usage = func() {

@@ -126,7 +126,8 @@ func openRoot(dir string) (*os.Root, error) {
 // Run runs both workers until ctx ends, then stops them gracefully (running activities get
 // stopTimeout to finish; a download that does not finish resumes from its heartbeat).
 func Run(ctx context.Context, c client.Client, taskQueue string, t *activities.Transfer, stopTimeout time.Duration) error {
-	opts := worker.Options{WorkerStopTimeout: stopTimeout}
+	// More pollers than the SDK's 2: with many short jobs, tasks wait for a poller otherwise.
+	opts := worker.Options{WorkerStopTimeout: stopTimeout, MaxConcurrentWorkflowTaskPollers: 8, MaxConcurrentActivityTaskPollers: 8}
 	shared := worker.New(c, taskQueue, opts)
 	shared.RegisterWorkflowWithOptions(workflows.FileTransfer, workflow.RegisterOptions{Name: workflows.Name})
 	shared.RegisterActivity(t)

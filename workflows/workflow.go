@@ -78,6 +78,10 @@ type Status struct {
 // a is used only for method names: activities run on workers, never here.
 var a *activities.Transfer
 
+// recordActivity names the audit activity for ExecuteLocalActivity, which runs the worker's
+// registered Transfer.Record.
+const recordActivity = "Record"
+
 type run struct {
 	in     Input
 	info   *workflow.Info
@@ -116,8 +120,11 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 	}
 	r.status.Stage = "stat"
 	var st activities.StatResult
-	if err := workflow.ExecuteActivity(withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: time.Minute,
-		Summary: "stat " + r.in.Job.RemotePath}, retry(o, o.MaxAttempts)), a.Stat, activities.StatInput{
+	// Stat and the host claim are short: local activities, run by the worker that runs this
+	// workflow, without a round trip through the server's task queues.
+	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Minute,
+		RetryPolicy: retry(o, o.MaxAttempts), Summary: "stat " + r.in.Job.RemotePath})
+	if err := workflow.ExecuteLocalActivity(sctx, "Stat", activities.StatInput{
 		RemotePath: r.in.Job.RemotePath, ExpectedSize: r.in.Job.Size, MinAge: o.MinAge,
 	}).Get(ctx, &st); err != nil {
 		return "stat", err
@@ -129,8 +136,9 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 	for move := 0; ; move++ {
 		r.status.HostMove = move
 		var claim activities.HostClaim
-		if err := workflow.ExecuteActivity(withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second,
-			Summary: "pick the worker host"}, retry(o, 0)), a.ClaimHost).Get(ctx, &claim); err != nil {
+		cctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second,
+			RetryPolicy: retry(o, 0), Summary: "pick the worker host"})
+		if err := workflow.ExecuteLocalActivity(cctx, "ClaimHost").Get(ctx, &claim); err != nil {
 			return "claim_host", err
 		}
 		r.status.Host, r.res.Host = claim.HostID, claim.HostID
@@ -293,9 +301,11 @@ func (r *run) record(ctx workflow.Context, step, outcome, status string, fill fu
 	if fill != nil {
 		fill(&ev)
 	}
-	actx := withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second,
-		Summary: fmt.Sprintf("audit: %s %s → %s", step, outcome, status)}, retry(r.in.Options, 0))
-	return workflow.ExecuteActivity(actx, a.Record, ev).Get(ctx, nil)
+	// A local activity: the row is written by the worker running this workflow, with no task
+	// round trip through the server, and retried (PostgreSQL may be away) until it lands.
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy: retry(r.in.Options, 0), Summary: fmt.Sprintf("audit: %s %s → %s", step, outcome, status)})
+	return workflow.ExecuteLocalActivity(lctx, recordActivity, ev).Get(ctx, nil)
 }
 
 func withOpts(ctx workflow.Context, o workflow.ActivityOptions, rp *temporal.RetryPolicy) workflow.Context {

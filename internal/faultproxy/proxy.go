@@ -29,6 +29,8 @@ type Proxy struct {
 
 	Accepted atomic.Int64
 	Resets   atomic.Int64
+	// FromTarget counts the bytes the target sent through the proxy.
+	FromTarget atomic.Int64
 }
 
 // New listens on a free loopback port and forwards to target.
@@ -151,17 +153,17 @@ func (p *Proxy) handle(in net.Conn) {
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
 	if delay > 0 {
-		go func() { delayLine(out, in, delay); done <- struct{}{} }()
-		go func() { delayLine(in, out, delay); done <- struct{}{} }()
+		go func() { delayLine(out, in, delay, nil); done <- struct{}{} }()
+		go func() { delayLine(in, out, delay, &p.FromTarget); done <- struct{}{} }()
 	} else {
-		go func() { p.pipe(out, in); done <- struct{}{} }()
-		go func() { p.pipe(in, out); done <- struct{}{} }()
+		go func() { p.pipe(out, in, nil); done <- struct{}{} }()
+		go func() { p.pipe(in, out, &p.FromTarget); done <- struct{}{} }()
 	}
 	<-done
 }
 
 // pipe copies src to dst in small chunks, waiting out stalls and the bandwidth cap.
-func (p *Proxy) pipe(dst, src net.Conn) {
+func (p *Proxy) pipe(dst, src net.Conn, count *atomic.Int64) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := src.Read(buf)
@@ -173,6 +175,9 @@ func (p *Proxy) pipe(dst, src net.Conn) {
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
+			}
+			if count != nil {
+				count.Add(int64(n))
 			}
 		}
 		if err != nil {
@@ -194,7 +199,7 @@ type chunk struct {
 
 // delayLine copies src to dst, each chunk leaving delay after it arrived. Up to 64 MiB wait in the
 // line; beyond that the reader stops, as a full link would.
-func delayLine(dst, src net.Conn, delay time.Duration) {
+func delayLine(dst, src net.Conn, delay time.Duration, count *atomic.Int64) {
 	q := make(chan chunk, 4096)
 	var queued atomic.Int64
 	go func() {
@@ -219,6 +224,9 @@ func delayLine(dst, src net.Conn, delay time.Duration) {
 			time.Sleep(w)
 		}
 		queued.Add(-int64(len(c.b)))
+		if count != nil {
+			count.Add(int64(len(c.b)))
+		}
 		if _, err := dst.Write(c.b); err != nil {
 			src.Close()
 			for range q {

@@ -106,16 +106,26 @@ type Proc struct {
 // the test ends, if it still runs.
 func Start(t testing.TB, role string, cfg config.Config, logw io.Writer) *Proc {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	p, err := Spawn(role, cfg, logw, "-test.run=^$")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { p.Stop(10 * time.Second) })
+	return p
+}
+
+// Spawn re-executes this program in role with cfg (a program other than a test binary calls Child
+// first thing in main). args are passed on the command line.
+func Spawn(role string, cfg config.Config, logw io.Writer, args ...string) (*Proc, error) {
+	cmd := exec.Command(os.Args[0], args...)
 	cmd.Env = append(append(os.Environ(), cfg.Environ()...), roleEnv+"="+role)
 	cmd.Stdout, cmd.Stderr = logw, logw
 	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	p := &Proc{Cmd: cmd, done: make(chan struct{})}
 	go func() { cmd.Wait(); close(p.done) }()
-	t.Cleanup(func() { p.Stop(10 * time.Second) })
-	return p
+	return p, nil
 }
 
 // Kill sends SIGKILL and waits for the process to be gone.
