@@ -123,7 +123,7 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 	// Stat and the host claim are short: local activities, run by the worker that runs this
 	// workflow, without a round trip through the server's task queues.
 	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Minute,
-		RetryPolicy: retry(o, o.MaxAttempts), Summary: "stat " + r.in.Job.RemotePath})
+		ScheduleToCloseTimeout: 24 * time.Hour, RetryPolicy: retry(o, o.MaxAttempts), Summary: "stat " + r.in.Job.RemotePath})
 	if err := workflow.ExecuteLocalActivity(sctx, "Stat", activities.StatInput{
 		RemotePath: r.in.Job.RemotePath, ExpectedSize: r.in.Job.Size, MinAge: o.MinAge,
 	}).Get(ctx, &st); err != nil {
@@ -137,7 +137,7 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 		r.status.HostMove = move
 		var claim activities.HostClaim
 		cctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second,
-			RetryPolicy: retry(o, 0), Summary: "pick the worker host"})
+			ScheduleToCloseTimeout: time.Hour, RetryPolicy: retry(o, 0), Summary: "pick the worker host"})
 		if err := workflow.ExecuteLocalActivity(cctx, "ClaimHost").Get(ctx, &claim); err != nil {
 			return "claim_host", err
 		}
@@ -304,7 +304,8 @@ func (r *run) record(ctx workflow.Context, step, outcome, status string, fill fu
 	// A local activity: the row is written by the worker running this workflow, with no task
 	// round trip through the server, and retried (PostgreSQL may be away) until it lands.
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second,
-		RetryPolicy: retry(r.in.Options, 0), Summary: fmt.Sprintf("audit: %s %s → %s", step, outcome, status)})
+		ScheduleToCloseTimeout: 24 * time.Hour, // without it the SDK gives up after one StartToCloseTimeout
+		RetryPolicy:            retry(r.in.Options, 0), Summary: fmt.Sprintf("audit: %s %s → %s", step, outcome, status)})
 	return workflow.ExecuteLocalActivity(lctx, recordActivity, ev).Get(ctx, nil)
 }
 
