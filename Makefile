@@ -6,7 +6,7 @@ TEMPORAL_CLI_VERSION := v1.5.1
 VERSITYGW_VERSION := v1.8.0
 export PATH := $(BIN):$(PATH)
 
-.PHONY: help run test build tools deps lint clean histories
+.PHONY: help run test bench build tools deps lint clean histories
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk -F':.*?## ' '{printf "  %-8s %s\n", $$1, $$2}'
@@ -18,17 +18,26 @@ test: tools ## run every test against real servers on loopback (what CI runs); s
 	$(GO) vet ./...
 	KAFKASYNC_SCREENSHOTS=$(CURDIR)/test-output/screenshots $(GO) test -p 1 -count=1 -timeout 25m ./...
 
+bench: tools ## measure kafkasync against sftp, lftp and rclone (about half an hour); writes bench/RESULTS.md
+	$(GO) run ./bench -out bench/RESULTS.md $(BENCHFLAGS)
+
 build: ## build bin/kafkasync
 	$(GO) build -o $(BIN)/kafkasync ./cmd/kafkasync
 
 tools: deps $(BIN)/temporal $(BIN)/versitygw ## build the Temporal dev server and the S3 server into bin/ (once)
 
-# PostgreSQL (the audit database) and Chromium (the dashboard's browser test) come from Debian's
-# packages; the rest builds from the Go module proxy.
-deps: ## install PostgreSQL and Chromium from the system's packages when they are missing
+# From the system's packages: PostgreSQL (the audit database), Chromium (the dashboard's browser
+# test), and the benchmark's peers: OpenSSH's sshd, lftp, rclone and the aws CLI (a smoke run of the
+# benchmark is part of the tests). Everything else builds from the Go module proxy.
+DEB_PACKAGES := postgresql chromium openssh-server lftp rclone awscli
+deps: ## install the system packages that are missing (apt-get)
 	@missing=; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	test -x /usr/sbin/sshd || missing="$$missing openssh-server"; \
+	command -v lftp >/dev/null 2>&1 || missing="$$missing lftp"; \
+	command -v rclone >/dev/null 2>&1 || missing="$$missing rclone"; \
+	test -x /usr/bin/aws || missing="$$missing awscli"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
