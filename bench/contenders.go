@@ -80,7 +80,30 @@ func contenders(s *SSHD, k kafkasyncSettings, only map[string]bool) []contender 
 	return out
 }
 
+// lastCommand is the command line runCmd ran last, for RESULTS.md.
+var lastCommand string
+
+func shellQuote(args []string) string {
+	var out []string
+	for _, a := range args {
+		if a == "" || strings.ContainsAny(a, " '\"$;|&*?<>()") {
+			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
+		}
+		out = append(out, a)
+	}
+	return strings.Join(out, " ")
+}
+
 func runCmd(cmd *exec.Cmd) error {
+	lastCommand = shellQuote(cmd.Args)
+	if cmd.Stdin != nil {
+		if sr, ok := cmd.Stdin.(*strings.Reader); ok {
+			b := make([]byte, sr.Len())
+			sr.Read(b)
+			cmd.Stdin = strings.NewReader(string(b))
+			lastCommand = "echo " + shellQuote([]string{strings.TrimSpace(string(b))}) + " | " + lastCommand
+		}
+	}
 	out, err := cmd.CombinedOutput()
 	if err != nil {
 		return fmt.Errorf("%s: %v: %s", filepath.Base(cmd.Path), err, strings.TrimSpace(string(out)))

@@ -180,6 +180,7 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 	r.header = append(r.header, fmt.Sprintf("%s, %d cores (%s), %s/%s, %s", r.started.UTC().Format("2006-01-02 15:04 UTC"),
 		runtime.NumCPU(), cpu, runtime.GOOS, runtime.GOARCH, runtime.Version()),
 		fmt.Sprintf("%d repetitions per contender, alternating; medians", o.reps),
+		"Command: `go run ./bench "+shellQuote(os.Args[1:])+"` (kafkasync's contender is its Download activity, the code a worker runs, called in-process)",
 		"SFTP server for every contender: OpenSSH's sshd (a second instance on loopback, its own host key, key authentication, internal-sftp)")
 	fmt.Fprintln(w, strings.Join(r.header, "\n"))
 	sshd, err := StartSSHD(ctx, filepath.Join(dir, "sshd"))
@@ -246,6 +247,7 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 // downloads runs every contender reps times, alternating, and returns the table.
 func downloads(ctx context.Context, o options, cs []contender, addr, src, sum, dir string, rtt time.Duration) (section, error) {
 	times := map[string][]time.Duration{}
+	exact := map[string]string{}
 	for rep := 0; rep < o.reps; rep++ {
 		for _, c := range cs {
 			dest := filepath.Join(dir, "dest", c.name+".part")
@@ -259,6 +261,9 @@ func downloads(ctx context.Context, o options, cs []contender, addr, src, sum, d
 				return section{}, fmt.Errorf("%s: %w", c.name, err)
 			}
 			el := time.Since(t0)
+			if rep == 0 && !strings.HasPrefix(c.name, "kafkasync") {
+				exact[c.name] = lastCommand
+			}
 			if rep == 0 {
 				got, err := fileMD5(dest)
 				if err != nil || got != sum {
@@ -306,7 +311,17 @@ func downloads(ctx context.Context, o options, cs []contender, addr, src, sum, d
 		row = append(row, c.cmdline)
 		table = append(table, row)
 	}
-	return section{table: table}, nil
+	var notes []string
+	for _, c := range cs {
+		if cmd, ok := exact[c.name]; ok {
+			notes = append(notes, fmt.Sprintf("- %s: `%s`", c.name, cmd))
+		}
+	}
+	if len(notes) > 0 {
+		notes = append([]string{"Exact commands (first repetition):", ""}, notes...)
+		notes = append(notes, "")
+	}
+	return section{table: table, notes: notes}, nil
 }
 
 func median(ts []time.Duration) time.Duration {
