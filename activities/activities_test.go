@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -171,8 +172,9 @@ func TestActivitiesAgainstRealServers(t *testing.T) {
 	t.Run("download resumes from the local journal, inside ranges", func(t *testing.T) {
 		in := in
 		in.JobID = "job-journal"
-		// The killed attempt had range 0 complete and 300,000 bytes of range 2; its journal, written
-		// after its last sync, says so. The heartbeat Temporal kept is older: only range 0.
+		// The killed attempt had written range 0 and 300,000 bytes of range 2, and its journal says so
+		// for this boot (the page cache outlives the worker); nothing was synced yet. The heartbeat
+		// Temporal kept is older: only range 0.
 		full, err := os.ReadFile(filepath.Join(b.env.Stack.SFTP.Root, "in/sub/a.bin"))
 		if err != nil {
 			t.Fatal(err)
@@ -184,8 +186,14 @@ func TestActivitiesAgainstRealServers(t *testing.T) {
 		if err := os.WriteFile(staging, part, 0o644); err != nil {
 			t.Fatal(err)
 		}
-		j, _ := json.Marshal(activities.Progress{Size: size, RangeSize: 1 << 20, Done: []activities.Span{{From: 0, To: 1}},
-			Partial: map[int]int64{2: 300000}})
+		boot, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+		if err != nil {
+			t.Skip("no boot id on this system")
+		}
+		written := activities.Progress{Size: size, RangeSize: 1 << 20, Done: []activities.Span{{From: 0, To: 1}},
+			Partial: map[int]int64{2: 300000}}
+		j, _ := json.Marshal(map[string]any{"boot": strings.TrimSpace(string(boot)), "written": written,
+			"synced": activities.Progress{Size: size, RangeSize: 1 << 20}})
 		if err := os.WriteFile(staging+".ranges", j, 0o644); err != nil {
 			t.Fatal(err)
 		}

@@ -7,10 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/pkg/sftp"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/errgroup"
@@ -66,8 +68,16 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	// still has exactly Size bytes.
 	if fi, err := a.Staging.Stat(name); err == nil && fi.Size() == in.Size {
 		var best Progress
-		if p, ok := a.readJournal(name); ok && p.Size == in.Size && p.RangeSize == in.RangeSize {
-			best = p
+		if j, ok := a.readJournal(name); ok {
+			// Same boot: the page cache holds every byte the killed worker wrote. After a reboot
+			// only what was synced counts.
+			p := j.Synced
+			if j.Boot != "" && j.Boot == bootID() {
+				p = j.Written
+			}
+			if p.Size == in.Size && p.RangeSize == in.RangeSize {
+				best = p
+			}
 		}
 		var hb Progress
 		if activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &hb) == nil &&
@@ -138,28 +148,41 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 		return Progress{Size: in.Size, RangeSize: in.RangeSize, Done: spans, Partial: part, BytesDone: bytesDone,
 			BytesPerSec: float64(fetched.Load()) / max(el, 1e-3), Ranges: n, Connections: conns}
 	}
-	heartbeat := func() {
-		p := progress() // snapshot first: every byte it counts is written before the sync below
-		if err := f.Sync(); err != nil {
-			a.log(ctx, in.JobID).Warn("sync staging", "err", err)
-			return
+	// Every journalEvery the journal records what is written (in the page cache: it survives the
+	// worker's death, not the machine's); every syncEvery the file is synced and the journal and the
+	// heartbeat record what is durable.
+	var synced Progress
+	journal := func(sync bool) {
+		p := progress() // snapshot first: every byte it counts is written before a sync below
+		if sync {
+			if err := f.Sync(); err != nil {
+				a.log(ctx, in.JobID).Warn("sync staging", "err", err)
+			} else {
+				synced = p
+				activity.RecordHeartbeat(ctx, p)
+			}
 		}
-		if err := a.writeJournal(name, p); err != nil {
+		if err := a.writeJournal(name, journalEntry{Boot: bootID(), Written: p, Synced: synced}); err != nil {
 			a.log(ctx, in.JobID).Warn("write download journal", "err", err)
 		}
-		activity.RecordHeartbeat(ctx, p)
 	}
+	heartbeat := func() { journal(true) }
 
 	hbStop := make(chan struct{})
 	hbDone := make(chan struct{})
 	go func() {
 		defer close(hbDone)
-		t := time.NewTicker(a.syncEvery())
+		t := time.NewTicker(journalEvery)
 		defer t.Stop()
+		lastSync := time.Now()
 		for {
 			select {
 			case <-t.C:
-				heartbeat()
+				sync := time.Since(lastSync) >= a.syncEvery()
+				if sync {
+					lastSync = time.Now()
+				}
+				journal(sync)
 			case <-hbStop:
 				return
 			}
@@ -303,13 +326,13 @@ func (a *Transfer) dial(ctx context.Context) (*sftpdial.Client, error) {
 	return nil, err
 }
 
-// syncEvery is how often Download syncs the staging file and writes its journal: what a crash can
-// cost is about this much transfer time plus the ranges in flight.
+// syncEvery is how often Download syncs the staging file: what a machine crash can cost is about
+// this much transfer time (a killed worker loses only what its last journal entry missed).
 func (a *Transfer) syncEvery() time.Duration {
 	if a.SyncEvery > 0 {
 		return a.SyncEvery
 	}
-	return min(a.heartbeatEvery(), 250*time.Millisecond)
+	return min(a.heartbeatEvery(), time.Second)
 }
 
 func (a *Transfer) heartbeatEvery() time.Duration {
@@ -349,34 +372,56 @@ func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File
 	if chunk <= 0 {
 		chunk = 1 << 20
 	}
-	buf := make([]byte, min(int64(chunk), max(in.RangeSize, 1)))
-	for i := range work {
-		off, end := RangeBounds(i, in.Size, in.RangeSize)
-		off += startOf[i]
-		for off < end {
-			m := min(int64(len(buf)), end-off)
-			k, rerr := rf.ReadAt(buf[:m], off)
-			if k > 0 {
-				if _, werr := f.WriteAt(buf[:k], off); werr != nil {
-					return fmt.Errorf("write staging: %w", werr)
+	// Several readers share the connection, each on its own range: while one writes its chunk to
+	// disk or waits for the last packet of a read, the others keep requests in flight, so the SSH
+	// channel's window stays full instead of draining once per read.
+	readers := a.ReadersPerConnection
+	if readers <= 0 {
+		readers = 2
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	for range readers {
+		g.Go(func() error {
+			buf := make([]byte, min(int64(chunk), max(in.RangeSize, 1)))
+			for i := range work {
+				if err := a.fetchRange(gctx, in, rf, f, i, startOf[i], buf, report); err != nil {
+					return err
 				}
-				off += int64(k)
-				report(i, int64(k), false)
 			}
-			if rerr != nil {
-				if errors.Is(rerr, io.EOF) && off < end {
-					return final(ErrTypeRemoteChanged, fmt.Sprintf("%s: ends at %d, expected %d bytes", in.RemotePath, off, in.Size))
+			return nil
+		})
+	}
+	return g.Wait()
+}
+
+// fetchRange copies range i, from start bytes into it, from rf to the staging file.
+func (a *Transfer) fetchRange(ctx context.Context, in DownloadInput, rf *sftp.File, f *os.File, i int, start int64, buf []byte,
+	report func(i int, b int64, finished bool)) error {
+	off, end := RangeBounds(i, in.Size, in.RangeSize)
+	off += start
+	for off < end {
+		m := min(int64(len(buf)), end-off)
+		k, rerr := rf.ReadAt(buf[:m], off)
+		if k > 0 {
+			if _, werr := f.WriteAt(buf[:k], off); werr != nil {
+				return fmt.Errorf("write staging: %w", werr)
+			}
+			off += int64(k)
+			report(i, int64(k), false)
+		}
+		if rerr != nil {
+			if errors.Is(rerr, io.EOF) && off < end {
+				return final(ErrTypeRemoteChanged, fmt.Sprintf("%s: ends at %d, expected %d bytes", in.RemotePath, off, in.Size))
+			}
+			if !errors.Is(rerr, io.EOF) {
+				if ctx.Err() != nil {
+					return ctx.Err()
 				}
-				if !errors.Is(rerr, io.EOF) {
-					if ctx.Err() != nil {
-						return ctx.Err()
-					}
-					return rerr
-				}
+				return rerr
 			}
 		}
-		report(i, 0, true)
 	}
+	report(i, 0, true)
 	return nil
 }
 
@@ -385,7 +430,27 @@ func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File
 // heartbeat Temporal stored (heartbeats reach the server only every few seconds).
 func journalName(staging string) string { return staging + ".ranges" }
 
-func (a *Transfer) writeJournal(staging string, p Progress) error {
+// journalEntry is the journal's content.
+type journalEntry struct {
+	Boot    string   `json:"boot"`    // the kernel's boot id when it was written
+	Written Progress `json:"written"` // written to the staging file (page cache)
+	Synced  Progress `json:"synced"`  // and synced to disk
+}
+
+// journalEvery is how often the journal records the written ranges (no data sync: cheap).
+const journalEvery = 100 * time.Millisecond
+
+var bootOnce = sync.OnceValue(func() string {
+	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")
+	if err != nil {
+		return ""
+	}
+	return strings.TrimSpace(string(b))
+})
+
+func bootID() string { return bootOnce() }
+
+func (a *Transfer) writeJournal(staging string, p journalEntry) error {
 	b, err := json.Marshal(p)
 	if err != nil {
 		return err
@@ -397,13 +462,13 @@ func (a *Transfer) writeJournal(staging string, p Progress) error {
 	return a.Staging.Rename(tmp, journalName(staging))
 }
 
-func (a *Transfer) readJournal(staging string) (Progress, bool) {
+func (a *Transfer) readJournal(staging string) (journalEntry, bool) {
 	b, err := a.Staging.ReadFile(journalName(staging))
 	if err != nil {
-		return Progress{}, false
+		return journalEntry{}, false
 	}
-	var p Progress
-	return p, json.Unmarshal(b, &p) == nil
+	var j journalEntry
+	return j, json.Unmarshal(b, &j) == nil
 }
 
 func (a *Transfer) removeJournal(staging string) {

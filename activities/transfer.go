@@ -64,7 +64,9 @@ type Transfer struct {
 	ChunkSize int
 	// StallTimeout ends a download attempt that received no bytes for this long (0: 30s, <0: never).
 	StallTimeout time.Duration
-	// SyncEvery is how often Download syncs the staging file and journals its progress (0: 250ms).
+	// ReadersPerConnection is how many ranges each SFTP connection reads at once (0: 2).
+	ReadersPerConnection int
+	// SyncEvery is how often Download syncs the staging file (0: the heartbeat interval, at most 1s).
 	SyncEvery time.Duration
 	// Heartbeat is how often the long steps record a heartbeat.
 	Heartbeat time.Duration

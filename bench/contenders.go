@@ -34,12 +34,15 @@ type kafkasyncSettings struct {
 	Connections int
 	RangeSize   int64
 	ChunkSize   int
+	Readers     int           // ranges read at once per connection
+	SyncEvery   time.Duration // staging fsync and journal interval
 }
 
 func contenders(s *SSHD, k kafkasyncSettings, only map[string]bool) []contender {
 	all := []contender{
 		{name: "kafkasync", channels: k.Connections,
-			cmdline: fmt.Sprintf("Download activity: %d SFTP connections, %d MiB ranges, %d KiB reads of 32 KiB packets", k.Connections, k.RangeSize>>20, k.ChunkSize>>10),
+			cmdline: fmt.Sprintf("Download activity: %d SFTP connections × %d readers, %d MiB ranges, %d KiB reads of 32 KiB packets, fsync and journal every %s",
+				k.Connections, max(k.Readers, 1), k.RangeSize>>20, k.ChunkSize>>10, k.SyncEvery),
 			run: func(ctx context.Context, addr, remote, dest string, size int64) error {
 				return kafkasyncDownload(ctx, s, k, addr, remote, dest, size)
 			}},
@@ -126,7 +129,7 @@ func kafkasyncDownload(ctx context.Context, s *SSHD, k kafkasyncSettings, addr, 
 	defer root.Close()
 	quiet := slog.New(slog.DiscardHandler)
 	tr := &activities.Transfer{SFTP: d, Staging: root, Connections: k.Connections, ChunkSize: k.ChunkSize,
-		Heartbeat: time.Second, HostID: "bench", Logger: quiet}
+		Heartbeat: time.Second, HostID: "bench", Logger: quiet, ReadersPerConnection: k.Readers, SyncEvery: k.SyncEvery}
 	var ts testsuite.WorkflowTestSuite
 	ts.SetLogger(sdklog.NewStructuredLogger(quiet))
 	env := ts.NewTestActivityEnvironment()

@@ -15,6 +15,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -52,6 +53,8 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "working folder (default: a temporary one, removed at the end)")
 	flag.IntVar(&o.k.Connections, "connections", 8, "kafkasync: SFTP connections per download (transfer.connections)")
 	flag.Int64Var(&o.k.RangeSize, "range-size", 8<<20, "kafkasync: range size in bytes")
+	flag.IntVar(&o.k.Readers, "readers", 2, "kafkasync: ranges read at once per connection")
+	flag.DurationVar(&o.k.SyncEvery, "sync", 250*time.Millisecond, "kafkasync: staging fsync and journal interval")
 	flag.IntVar(&o.k.ChunkSize, "chunk", 2<<20, "kafkasync: bytes per read call (split into 32 KiB SFTP requests)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `bench runs kafkasync and its peers on loopback and reports medians and ratios.
@@ -89,6 +92,14 @@ Needs OpenSSH's sshd, lftp, rclone and the aws CLI (make bench-deps), and bin/ (
 		if s = strings.TrimSpace(s); s != "" {
 			o.only[s] = true
 		}
+	}
+	if f := os.Getenv("KAFKASYNC_BENCH_CPUPROFILE"); f != "" { // for tuning: go tool pprof
+		out, err := os.Create(f)
+		if err != nil {
+			fatal(err)
+		}
+		pprof.StartCPUProfile(out)
+		defer pprof.StopCPUProfile()
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()

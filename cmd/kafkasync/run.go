@@ -49,7 +49,15 @@ func (a *app) runWorker(ctx context.Context, cfg config.Config) error {
 	a.log.Info("worker started", "task_queue", cfg.Temporal.TaskQueue, "host_queue", t.HostQueue,
 		"staging", cfg.Transfer.StagingDir, "completed", cfg.Transfer.CompletedDir)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return metrics.Serve(gctx, cfg.Metrics.WorkerListen, a.log) })
+	g.Go(func() error {
+		return metrics.Serve(gctx, cfg.Metrics.WorkerListen, a.log, map[string]metrics.Check{
+			"temporal": func(ctx context.Context) error {
+				_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+				return err
+			},
+			"postgres": t.Audit.Ping,
+		})
+	})
 	g.Go(func() error { return workers.Run(gctx, c, cfg.Temporal.TaskQueue, t, 10*time.Second) })
 	return g.Wait()
 }
@@ -80,7 +88,14 @@ func (a *app) runBridge(ctx context.Context, cfg config.Config) error {
 	b := starter.New(cfg, c, prod, a.log)
 	a.log.Info("bridge started", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.JobsTopic, "group", cfg.Kafka.Group)
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return metrics.Serve(gctx, cfg.Metrics.BridgeListen, a.log) })
+	g.Go(func() error {
+		return metrics.Serve(gctx, cfg.Metrics.BridgeListen, a.log, map[string]metrics.Check{
+			"temporal": func(ctx context.Context) error {
+				_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+				return err
+			},
+		})
+	})
 	g.Go(func() error {
 		return starter.RunConfig(gctx, cfg, b)
 	})

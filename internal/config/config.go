@@ -174,7 +174,7 @@ func Default() Config {
 		Transfer: Transfer{
 			StagingDir:       ".kafkasync/data/staging",
 			CompletedDir:     ".kafkasync/data/completed",
-			Connections:      4,
+			Connections:      8,
 			RangeSize:        8 << 20,
 			HeartbeatTimeout: Duration(30 * time.Second),
 			StallTimeout:     Duration(30 * time.Second),
@@ -191,7 +191,7 @@ func Default() Config {
 			AccessKey:   "kafkasync",
 			SecretKey:   "kafkasync-dev-secret",
 			PathStyle:   true,
-			PartSize:    16 << 20,
+			PartSize:    8 << 20,
 			Concurrency: 4,
 		},
 		Postgres: Postgres{DSN: "postgres://postgres@127.0.0.1:5433/kafkasync?sslmode=disable"},

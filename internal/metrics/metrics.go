@@ -5,8 +5,10 @@ package metrics
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -75,8 +77,12 @@ func Observe(step string, start time.Time, err error) {
 	StepSeconds.WithLabelValues(step, outcome).Observe(time.Since(start).Seconds())
 }
 
-// Serve serves /metrics on addr until ctx ends. An empty addr serves nothing.
-func Serve(ctx context.Context, addr string, log *slog.Logger) error {
+// Check is a named readiness check.
+type Check func(ctx context.Context) error
+
+// Serve serves /metrics, /healthz (the process is up) and /readyz (every check passes) on addr until
+// ctx ends. An empty addr serves nothing.
+func Serve(ctx context.Context, addr string, log *slog.Logger, ready map[string]Check) error {
 	if addr == "" {
 		<-ctx.Done()
 		return nil
@@ -87,6 +93,27 @@ func Serve(ctx context.Context, addr string, log *slog.Logger) error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", Handler())
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		io.WriteString(w, `{"status":"ok"}`)
+	})
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, r *http.Request) {
+		cctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		defer cancel()
+		res, ok := map[string]string{}, true
+		for name, check := range ready {
+			if err := check(cctx); err != nil {
+				res[name], ok = err.Error(), false
+			} else {
+				res[name] = "ok"
+			}
+		}
+		w.Header().Set("Content-Type", "application/json")
+		if !ok {
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}
+		json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": res})
+	})
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		<-ctx.Done()
