@@ -438,7 +438,7 @@ type journalEntry struct {
 }
 
 // journalEvery is how often the journal records the written ranges (no data sync: cheap).
-const journalEvery = 100 * time.Millisecond
+const journalEvery = 50 * time.Millisecond
 
 var bootOnce = sync.OnceValue(func() string {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")

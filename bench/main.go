@@ -55,7 +55,7 @@ func main() {
 	flag.Int64Var(&o.k.RangeSize, "range-size", 8<<20, "kafkasync: range size in bytes")
 	flag.IntVar(&o.k.Readers, "readers", 2, "kafkasync: ranges read at once per connection")
 	flag.DurationVar(&o.k.SyncEvery, "sync", 250*time.Millisecond, "kafkasync: staging fsync and journal interval")
-	flag.IntVar(&o.k.ChunkSize, "chunk", 2<<20, "kafkasync: bytes per read call (split into 32 KiB SFTP requests)")
+	flag.IntVar(&o.k.ChunkSize, "chunk", 1<<20, "kafkasync: bytes per read call (split into 32 KiB SFTP requests)")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), `bench runs kafkasync and its peers on loopback and reports medians and ratios.
 
