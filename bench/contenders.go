@@ -41,7 +41,7 @@ type kafkasyncSettings struct {
 func contenders(s *SSHD, k kafkasyncSettings, only map[string]bool) []contender {
 	all := []contender{
 		{name: "kafkasync", channels: k.Connections,
-			cmdline: fmt.Sprintf("Download activity: %d SFTP connections × %d readers, %d MiB ranges, %d KiB reads of 32 KiB packets, fsync and journal every %s",
+			cmdline: fmt.Sprintf("Download activity: %d SFTP connections × %d readers, %d MiB ranges, %d KiB reads of 32 KiB packets, journal every 50ms, fsync every %s",
 				k.Connections, max(k.Readers, 1), k.RangeSize>>20, k.ChunkSize>>10, k.SyncEvery),
 			run: func(ctx context.Context, addr, remote, dest string, size int64) error {
 				return kafkasyncDownload(ctx, s, k, addr, remote, dest, size)

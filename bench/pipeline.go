@@ -315,8 +315,8 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 			{"kafkasync", total.Round(time.Millisecond).String(), fmt.Sprintf("%.1f", kr), p50.Round(time.Millisecond).String(), p99.Round(time.Millisecond).String(), fmt.Sprintf("**%.2f×**", kr/rr)},
 			{"rclone copy (sftp → s3, 16 transfers)", rc.Round(time.Millisecond).String(), fmt.Sprintf("%.1f", rr), "", "", ""}},
 		notes: []string{"Latency: from publishing the job message to the job's audit row turning SUCCEEDED. Each kafkasync job is a " +
-			"workflow of about a dozen durable steps (stat, host claim, download, verify, rename, upload, audit rows); rclone keeps no state. " +
-			"Targets: at least 100 jobs/s and half of rclone's rate."}}, w)
+			"durable workflow: four activities on the worker's host queue (download, verify, rename, upload), the stat, host claim and " +
+			"seven audit rows as local activities; rclone keeps no state. Targets: at least 100 jobs/s and half of rclone's rate."}}, w)
 	fmt.Fprintf(w, "  kafkasync %d jobs in %s; rclone %s\n", n, total.Round(time.Millisecond), rc.Round(time.Millisecond))
 	return nil
 }
@@ -464,8 +464,8 @@ func scenarioResume(ctx context.Context, o options, s *stack, sshd *SSHD, r *rep
 		table: [][]string{{"sent before the kill", "kept (resumed)", "fetched after the restart", "fetched again", "share of the file"},
 			{human2(atKill), human2(res.Download.Resumed), human2(res.Download.Fetched), human2(again), fmt.Sprintf("**%.2f %%**", 100*float64(again)/float64(o.size))}},
 		notes: []string{"Bytes counted by a proxy between the workers and sshd (SFTP and SSH overhead included, so 'fetched again' slightly overstates). " +
-			"The worker journals its progress next to the staging file every 250 ms, inside ranges; the restarted worker trusts the journal " +
-			"because the staging file is on the same host. rclone and lftp start such a file over. Target: under 5 %."}}, w)
+			"The worker journals the bytes it has written next to the staging file every 50 ms, inside ranges, with the kernel's boot id; " +
+			"the restarted worker on the same host and boot trusts that journal (the page cache survived the process), after a reboot only what was synced. rclone and lftp start such a file over. Target: under 5 %."}}, w)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"github.com/kafkasync/kafkasync/internal/testenv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -369,42 +370,6 @@ func producerConfig() *sarama.Config {
 	return c
 }
 
-// messages returns every message on topic.
-func messages(t *testing.T, f *fixture, topic string) []*sarama.ConsumerMessage {
-	t.Helper()
-	c, err := sarama.NewClient(f.k.Brokers, sarama.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cons, err := sarama.NewConsumerFromClient(c)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cons.Close()
-	parts, _ := c.Partitions(topic)
-	var out []*sarama.ConsumerMessage
-	for _, p := range parts {
-		newest, _ := c.GetOffset(topic, p, sarama.OffsetNewest)
-		oldest, _ := c.GetOffset(topic, p, sarama.OffsetOldest)
-		if newest <= oldest {
-			continue
-		}
-		pc, err := cons.ConsumePartition(topic, p, oldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range pc.Messages() {
-			out = append(out, m)
-			if m.Offset+1 >= newest {
-				break
-			}
-		}
-		pc.Close()
-	}
-	return out
-}
-
 func TestDeadLetterReplayOnceAndDiscardAudited(t *testing.T) {
 	f := start(t)
 	srv := f.server(t, ui.Options{APIKey: apiKey, Republish: f.kafka.Republish(jobsTopic)})
@@ -443,7 +408,7 @@ func TestDeadLetterReplayOnceAndDiscardAudited(t *testing.T) {
 	if byCode[200] != 1 || byCode[409] != 4 {
 		t.Fatalf("concurrent replays answered %v, want one 200 and four 409", byCode)
 	}
-	msgs := messages(t, f, jobsTopic)
+	msgs := testenv.ReadTopic(t, f.k.Brokers, jobsTopic)
 	if len(msgs) != 1 || string(msgs[0].Key) != "job-a" || string(msgs[0].Value) != string(a.Value) {
 		t.Fatalf("jobs topic holds %d messages, want exactly the replayed one", len(msgs))
 	}
@@ -483,7 +448,7 @@ func TestDeadLetterReplayOnceAndDiscardAudited(t *testing.T) {
 	if last := evs[len(evs)-1]; last.Step != "dead_letter" || last.Outcome != audit.DLQReplayed || !strings.Contains(*last.Detail, "republished") {
 		t.Fatalf("job-a timeline ends with %+v", last)
 	}
-	if len(messages(t, f, jobsTopic)) != 1 {
+	if len(testenv.ReadTopic(t, f.k.Brokers, jobsTopic)) != 1 {
 		t.Fatal("discard published something")
 	}
 }

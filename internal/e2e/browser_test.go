@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/IBM/sarama"
 	"github.com/chromedp/chromedp"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
@@ -178,7 +177,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	// The replayed message is on the jobs topic once, and the job runs again under the same identity:
 	// a new run of file-evil, dead-lettered again because the file is still missing.
 	replayed := 0
-	for _, m := range readTopic(t, cfg.Kafka.Brokers, cfg.Kafka.JobsTopic) {
+	for _, m := range testenv.ReadTopic(t, cfg.Kafka.Brokers, cfg.Kafka.JobsTopic) {
 		for _, h := range m.Headers {
 			if string(h.Key) == kafkaops.HeaderReplayedFrom {
 				replayed++
@@ -272,40 +271,4 @@ func waitDeadLetters(t *testing.T, ctx context.Context, s *audit.Store, jobID st
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-// readTopic returns every message on topic.
-func readTopic(t *testing.T, brokers []string, topic string) []*sarama.ConsumerMessage {
-	t.Helper()
-	c, err := sarama.NewConsumer(brokers, sarama.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	cl, err := sarama.NewClient(brokers, sarama.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	parts, _ := cl.Partitions(topic)
-	var out []*sarama.ConsumerMessage
-	for _, p := range parts {
-		newest, _ := cl.GetOffset(topic, p, sarama.OffsetNewest)
-		oldest, _ := cl.GetOffset(topic, p, sarama.OffsetOldest)
-		if newest <= oldest {
-			continue
-		}
-		pc, err := c.ConsumePartition(topic, p, oldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range pc.Messages() {
-			out = append(out, m)
-			if m.Offset+1 >= newest {
-				break
-			}
-		}
-		pc.Close()
-	}
-	return out
 }

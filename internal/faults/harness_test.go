@@ -188,7 +188,7 @@ func (s *suite) wait(timeout time.Duration) {
 	deadline := time.Now().Add(timeout)
 	for {
 		pending := s.pending()
-		dl := len(readTopic(s.t, s.cfg.Kafka.Brokers, s.cfg.Kafka.DLQTopic))
+		dl := len(testenv.ReadTopic(s.t, s.cfg.Kafka.Brokers, s.cfg.Kafka.DLQTopic))
 		wantDL := len(s.refused)
 		for _, w := range s.want {
 			if w.dead {
@@ -268,7 +268,7 @@ func (s *suite) ledger() {
 	}
 
 	// The dead-letter topic: each dead job once, each refused message once, nothing else.
-	dls := readTopic(t, s.cfg.Kafka.Brokers, s.cfg.Kafka.DLQTopic)
+	dls := testenv.ReadTopic(t, s.cfg.Kafka.Brokers, s.cfg.Kafka.DLQTopic)
 	seen := map[string]int{}
 	for _, m := range dls {
 		h := headers(m)
@@ -374,40 +374,4 @@ func headers(m *sarama.ConsumerMessage) map[string]string {
 		h[string(rh.Key)] = string(rh.Value)
 	}
 	return h
-}
-
-// readTopic returns every message on topic.
-func readTopic(t testing.TB, brokers []string, topic string) []*sarama.ConsumerMessage {
-	t.Helper()
-	cl, err := sarama.NewClient(brokers, sarama.NewConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	c, err := sarama.NewConsumerFromClient(cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	parts, _ := cl.Partitions(topic)
-	var out []*sarama.ConsumerMessage
-	for _, p := range parts {
-		newest, _ := cl.GetOffset(topic, p, sarama.OffsetNewest)
-		oldest, _ := cl.GetOffset(topic, p, sarama.OffsetOldest)
-		if newest <= oldest {
-			continue
-		}
-		pc, err := c.ConsumePartition(topic, p, oldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range pc.Messages() {
-			out = append(out, m)
-			if m.Offset+1 >= newest {
-				break
-			}
-		}
-		pc.Close()
-	}
-	return out
 }

@@ -134,7 +134,7 @@ func TestUnknownOrChangedHostKey(t *testing.T) {
 			s.publishRaw([]byte("hostkey"), []byte(`{"id":"hostkey","remote_path":"/in/secret.bin"}`))
 			s.wait(time.Minute)
 			s.ledger()
-			reason := headers(readTopic(t, s.cfg.Kafka.Brokers, s.cfg.Kafka.DLQTopic)[0])["reason"]
+			reason := headers(testenv.ReadTopic(t, s.cfg.Kafka.Brokers, s.cfg.Kafka.DLQTopic)[0])["reason"]
 			fps := 2
 			if tc.hostPattern != "" {
 				fps = 1 // nothing is known for the host: only the offered key can be named

@@ -39,7 +39,7 @@ func TestDashboardRefusesAndSecretsNeverLogged(t *testing.T) {
 	srv := httptest.NewServer(ui.New(ui.Options{Store: s.store, APIKey: apiKey, DLQTopic: s.cfg.Kafka.DLQTopic,
 		Republish: kc.Republish(s.cfg.Kafka.JobsTopic), Logger: slog.New(slog.NewJSONHandler(s.logFile("dashboard"), nil))}))
 	defer srv.Close()
-	dl := readTopic(t, s.cfg.Kafka.Brokers, s.cfg.Kafka.DLQTopic)[0]
+	dl := testenv.ReadTopic(t, s.cfg.Kafka.Brokers, s.cfg.Kafka.DLQTopic)[0]
 	base := srv.URL + "/api/v1/dlq/" + itoa(int64(dl.Partition)) + "/" + itoa(dl.Offset)
 	for _, action := range []string{"replay", "discard"} {
 		for _, key := range []string{"", "not-the-key-0123456789"} {
