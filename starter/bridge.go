@@ -24,6 +24,7 @@ import (
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/workflows"
 )
@@ -234,8 +235,11 @@ func New(cfg config.Config, c WorkflowStarter, dlq sarama.SyncProducer, log *slo
 
 // RunConfig runs b in the consumer group the config names until ctx ends.
 func RunConfig(ctx context.Context, cfg config.Config, b *Bridge) error {
-	return Run(ctx, cfg.Kafka.Brokers, cfg.Kafka.Group, cfg.Kafka.JobsTopic,
-		ConsumerConfig(cfg.Kafka.ClientID, cfg.Kafka.CommitInterval.D()), b)
+	sc := ConsumerConfig(cfg.Kafka.ClientID, cfg.Kafka.CommitInterval.D())
+	if err := kafkaconn.Apply(sc, cfg.Kafka); err != nil {
+		return err
+	}
+	return Run(ctx, cfg.Kafka.Brokers, cfg.Kafka.Group, cfg.Kafka.JobsTopic, sc, b)
 }
 
 // hostOf is the host part of host:port.

@@ -5,6 +5,7 @@ package workers
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -20,6 +21,7 @@ import (
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
@@ -31,10 +33,24 @@ func HostQueue(taskQueue, hostID string) string { return taskQueue + "@" + hostI
 
 // Dial connects to Temporal with the SDK logging through logger.
 func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.Client, error) {
-	cl, err := client.DialContext(ctx, client.Options{
+	opts := client.Options{
 		HostPort: c.Address, Namespace: c.Namespace, Logger: sdklog.NewStructuredLogger(logger),
 		MetricsHandler: metrics.Temporal(logger),
-	})
+	}
+	if c.TLS.Enable {
+		tc, err := kafkaconn.TLSConfig(c.TLS)
+		if err != nil {
+			return nil, fmt.Errorf("temporal.tls: %w", err)
+		}
+		opts.ConnectionOptions.TLS = tc
+	}
+	if c.APIKey != "" {
+		opts.Credentials = client.NewAPIKeyStaticCredentials(c.APIKey.Reveal())
+		if opts.ConnectionOptions.TLS == nil {
+			opts.ConnectionOptions.TLS = &tls.Config{MinVersion: tls.VersionTLS12} // an API key never travels in clear
+		}
+	}
+	cl, err := client.DialContext(ctx, opts)
 	if err != nil {
 		return nil, fmt.Errorf("temporal %s: %w", c.Address, err)
 	}
@@ -48,6 +64,9 @@ func NewProducer(c config.Kafka) (sarama.SyncProducer, error) {
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Return.Successes = true
 	sc.Producer.Retry.Max = 10
+	if err := kafkaconn.Apply(sc, c); err != nil {
+		return nil, err
+	}
 	p, err := sarama.NewSyncProducer(c.Brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("kafka producer %v: %w", c.Brokers, err)

@@ -120,7 +120,9 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 	if _, err := store.Migrate(ctx); err != nil {
 		return err
 	}
-	kc, err := kafkaops.Dial(cfg.Kafka.Brokers, cfg.Kafka.ClientID+"-ui")
+	kcfg := cfg.Kafka
+	kcfg.ClientID += "-ui"
+	kc, err := kafkaops.DialConfig(kcfg)
 	if err != nil {
 		return err
 	}

@@ -42,6 +42,25 @@ type Kafka struct {
 	ClientID string `toml:"client_id" env:"CLIENT_ID"`
 	// CommitInterval is how often the bridge commits the offsets of the messages it has handled.
 	CommitInterval Duration `toml:"commit_interval" env:"COMMIT_INTERVAL"`
+	TLS            TLS      `toml:"tls" envPrefix:"TLS_"`
+	SASL           SASL     `toml:"sasl" envPrefix:"SASL_"`
+}
+
+// TLS secures a connection: the server is verified against CAFile (else the system's roots); a
+// client certificate (CertFile, KeyFile) is sent when the server asks for one (mutual TLS).
+type TLS struct {
+	Enable     bool   `toml:"enable" env:"ENABLE"`
+	CAFile     string `toml:"ca_file" env:"CA_FILE"`
+	CertFile   string `toml:"cert_file" env:"CERT_FILE"`
+	KeyFile    string `toml:"key_file" env:"KEY_FILE"`
+	ServerName string `toml:"server_name" env:"SERVER_NAME"` // default: the host dialled
+}
+
+// SASL authenticates to Kafka: Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none).
+type SASL struct {
+	Mechanism string `toml:"mechanism" env:"MECHANISM"`
+	User      string `toml:"user" env:"USER"`
+	Password  Secret `toml:"password" env:"PASSWORD"`
 }
 
 // Temporal says how to reach the Temporal frontend.
@@ -51,6 +70,9 @@ type Temporal struct {
 	TaskQueue string `toml:"task_queue" env:"TASK_QUEUE"`
 	// UIURL is the Temporal Web UI's base URL, used for links from the dashboard.
 	UIURL string `toml:"ui_url" env:"UI_URL"`
+	// TLS (mutual TLS with cert_file and key_file) and an API key, e.g. for Temporal Cloud.
+	TLS    TLS    `toml:"tls" envPrefix:"TLS_"`
+	APIKey Secret `toml:"api_key" env:"API_KEY"`
 }
 
 // SFTP says how to reach and authenticate to the SFTP server, and how to verify its host key.
@@ -276,6 +298,14 @@ func (c Config) Validate() error {
 	check(c.Transfer.StagingDir != "" && c.Transfer.CompletedDir != "", "transfer: staging_dir and completed_dir are required")
 	check(c.S3.Bucket != "", "s3.bucket: empty")
 	check(c.UI.RateLimit > 0, "ui.rate_limit: must be above 0")
+	switch c.Kafka.SASL.Mechanism {
+	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
+	default:
+		check(false, "kafka.sasl.mechanism: %q is not PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512", c.Kafka.SASL.Mechanism)
+	}
+	check(c.Kafka.SASL.Mechanism != "PLAIN" || c.Kafka.TLS.Enable, "kafka.sasl: PLAIN needs kafka.tls.enable (the password would cross the network in clear)")
+	check(c.Kafka.SASL.Mechanism == "" || c.Kafka.SASL.User != "", "kafka.sasl.user: empty")
+	check((c.Kafka.TLS.CertFile == "") == (c.Kafka.TLS.KeyFile == ""), "kafka.tls: set both cert_file and key_file, or neither")
 	check(c.UI.APIKey == "" || len(c.UI.APIKey) >= 16, "ui.api_key: shorter than 16 characters")
 	check(c.S3.PartSize >= 5<<20, "s3.part_size: %s below the S3 minimum of 5MiB", c.S3.PartSize)
 	check(c.Transfer.HostID != "" && !strings.ContainsAny(c.Transfer.HostID, " /\t"), "transfer.host_id: %q unusable in a task queue name", c.Transfer.HostID)

@@ -14,6 +14,8 @@ import (
 
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 )
 
 // HeaderReplayedFrom marks a job message republished from the dead-letter topic: "topic/partition/offset".
@@ -26,8 +28,14 @@ type Kafka struct {
 	producer sarama.SyncProducer
 }
 
-// Dial connects to the brokers.
+// Dial connects to the brokers without TLS or SASL (tests, the dev stack).
 func Dial(brokers []string, clientID string) (*Kafka, error) {
+	return DialConfig(config.Kafka{Brokers: brokers, ClientID: clientID})
+}
+
+// DialConfig connects as c says (brokers, client id, TLS, SASL).
+func DialConfig(c config.Kafka) (*Kafka, error) {
+	brokers, clientID := c.Brokers, c.ClientID
 	sc := sarama.NewConfig()
 	sc.ClientID = clientID
 	sc.Producer.RequiredAcks = sarama.WaitForAll
@@ -35,22 +43,25 @@ func Dial(brokers []string, clientID string) (*Kafka, error) {
 	sc.Producer.Retry.Max = 5
 	sc.Consumer.Return.Errors = true
 	sc.Metadata.AllowAutoTopicCreation = false
-	c, err := sarama.NewClient(brokers, sc)
+	if err := kafkaconn.Apply(sc, c); err != nil {
+		return nil, err
+	}
+	cl, err := sarama.NewClient(brokers, sc)
 	if err != nil {
 		return nil, fmt.Errorf("kafka %v: %w", brokers, err)
 	}
-	p, err := sarama.NewSyncProducerFromClient(c)
+	p, err := sarama.NewSyncProducerFromClient(cl)
 	if err != nil {
-		c.Close()
+		cl.Close()
 		return nil, fmt.Errorf("kafka producer: %w", err)
 	}
-	a, err := sarama.NewClusterAdminFromClient(c)
+	a, err := sarama.NewClusterAdminFromClient(cl)
 	if err != nil {
 		p.Close()
-		c.Close()
+		cl.Close()
 		return nil, fmt.Errorf("kafka admin: %w", err)
 	}
-	return &Kafka{client: c, admin: a, producer: p}, nil
+	return &Kafka{client: cl, admin: a, producer: p}, nil
 }
 
 // Close releases the client.
