@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -233,4 +234,40 @@ func countLines(t *testing.T, file, substr string) int {
 		}
 	}
 	return n
+}
+
+// TestWorkerSIGTERMIsGraceful: a worker told to stop (SIGTERM, as Kubernetes and compose do) in the
+// middle of a download stops polling, records what it has, and exits within its stop timeout; the
+// next worker on the same host resumes rather than starting over.
+func TestWorkerSIGTERMIsGraceful(t *testing.T) {
+	// 30 MiB left at 4 MB/s: more than the worker's 5 s stop timeout, so the download is cut short.
+	const size = 40 << 20
+	s := start(t, testenv.Options{SFTPReadRate: 4 << 20}, func(c *config.Config) { c.Transfer.RangeSize = 1 << 20 })
+	w := s.worker(s.cfg)
+	s.bridge(s.cfg)
+	s.job("term", "in/term.bin", size, 41)
+	var seen activities.Progress
+	s.waitFor("a quarter downloaded", time.Minute, func() bool {
+		seen, _, _ = s.progress("term")
+		return seen.BytesDone >= size/4
+	})
+	t0 := time.Now()
+	if err := w.Cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	s.waitFor("the worker to exit", 20*time.Second, w.Exited)
+	took := time.Since(t0)
+	code := w.Cmd.ProcessState.ExitCode()
+	t.Logf("SIGTERM at %d MiB: the worker exited with code %d after %s", seen.BytesDone>>20, code, took.Round(10*time.Millisecond))
+	if code != 0 || took > 8*time.Second {
+		t.Fatalf("worker exit code %d after %s, want 0 within its 5 s stop timeout", code, took)
+	}
+	s.worker(s.cfg)
+	s.wait(2 * time.Minute)
+	s.ledger()
+	d := s.result("term").Download
+	t.Logf("after the restart: resumed %d MiB, fetched %d MiB, attempt %d", d.Resumed>>20, d.Fetched>>20, d.Attempt)
+	if d.Attempt < 2 || d.Resumed < seen.BytesDone {
+		t.Fatalf("resumed %d bytes at attempt %d; want at least the %d bytes seen before SIGTERM", d.Resumed, d.Attempt, seen.BytesDone)
+	}
 }
