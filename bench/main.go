@@ -5,12 +5,9 @@ package main
 
 import (
 	"context"
-	"crypto/md5"
-	"encoding/hex"
 	"flag"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -21,6 +18,7 @@ import (
 	"time"
 
 	"github.com/kafkasync/kafkasync/internal/faultproxy"
+	"github.com/kafkasync/kafkasync/internal/samplefile"
 	"github.com/kafkasync/kafkasync/internal/testproc"
 )
 
@@ -203,7 +201,7 @@ func run(ctx context.Context, o options, w io.Writer) (*report, error) {
 
 	if o.scenarios[1] || o.scenarios[2] {
 		src := filepath.Join(dir, "src", "file.bin")
-		sum, err := writeRandom(src, o.size)
+		sum, err := samplefile.Write(src, o.size, 1)
 		if err != nil {
 			return nil, err
 		}
@@ -276,7 +274,7 @@ func downloads(ctx context.Context, o options, cs []contender, addr, src, sum, d
 				exact[c.name] = lastCommand
 			}
 			if rep == 0 {
-				got, err := fileMD5(dest)
+				got, _, err := samplefile.MD5(dest)
 				if err != nil || got != sum {
 					return section{}, fmt.Errorf("%s: wrote md5 %s (%v), want %s", c.name, got, err, sum)
 				}
@@ -372,37 +370,6 @@ func parseSize(s string) (int64, error) {
 		return 0, fmt.Errorf("size %q", s)
 	}
 	return n * mult, nil
-}
-
-// writeRandom writes size pseudo-random bytes (fast, not compressible) and returns their MD5.
-func writeRandom(file string, size int64) (string, error) {
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return "", err
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := md5.New()
-	r := rand.NewChaCha8([32]byte{1, 2, 3})
-	if _, err := io.CopyN(io.MultiWriter(f, h), r, size); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), f.Close()
-}
-
-func fileMD5(file string) (string, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
 // dropCaches asks the kernel to drop clean page cache, so no contender reads what the previous one

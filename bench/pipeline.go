@@ -22,6 +22,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/faultproxy"
+	"github.com/kafkasync/kafkasync/internal/samplefile"
 	"github.com/kafkasync/kafkasync/internal/testproc"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workers"
@@ -203,7 +204,7 @@ func (s *stack) awsCLI(args ...string) *exec.Cmd {
 // scenarioEndToEnd: one file from Kafka message to S3 object and audit row, against lftp + aws s3 cp.
 func scenarioEndToEnd(ctx context.Context, o options, s *stack, sshd *SSHD, r *report, w io.Writer) error {
 	src := filepath.Join(s.dir, "e2e", "file.bin")
-	if _, err := writeRandom(src, o.size); err != nil {
+	if _, err := samplefile.Write(src, o.size, 3); err != nil {
 		return err
 	}
 	defer os.Remove(src)
@@ -260,7 +261,7 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 	n := o.jobs
 	srcDir := filepath.Join(s.dir, "small")
 	for i := range n {
-		if _, err := writeRandom(filepath.Join(srcDir, fmt.Sprintf("f%04d.bin", i)), 64<<10); err != nil {
+		if _, err := samplefile.Write(filepath.Join(srcDir, fmt.Sprintf("f%04d.bin", i)), 64<<10, uint64(i)); err != nil {
 			return err
 		}
 	}
@@ -360,7 +361,7 @@ func scenarioMemory(ctx context.Context, o options, s *stack, r *report, w io.Wr
 	var rss []int64
 	for i, size := range []int64{small, large} {
 		src := filepath.Join(s.dir, "mem", fmt.Sprintf("f%d.bin", i))
-		if _, err := writeRandom(src, size); err != nil {
+		if _, err := samplefile.Write(src, size, uint64(i)); err != nil {
 			return err
 		}
 		p, err := s.worker(s.cfg, fmt.Sprintf("worker-mem-%d", i))
@@ -409,7 +410,7 @@ func (s *stack) bridgeOnly(ctx context.Context) (func(), error) {
 // finishes it. Bytes fetched again = everything the server sent in both attempts, less the file.
 func scenarioResume(ctx context.Context, o options, s *stack, sshd *SSHD, r *report, w io.Writer) error {
 	src := filepath.Join(s.dir, "resume", "file.bin")
-	if _, err := writeRandom(src, o.size); err != nil {
+	if _, err := samplefile.Write(src, o.size, 3); err != nil {
 		return err
 	}
 	defer os.Remove(src)

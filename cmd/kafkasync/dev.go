@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/md5"
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
@@ -21,6 +20,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/samplefile"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workers"
 	"github.com/kafkasync/kafkasync/workflows"
@@ -161,7 +161,7 @@ func (a *app) runDemo(ctx context.Context, out io.Writer, cfg config.Config, st 
 	var ids []string
 	for i, size := range sizes {
 		rel := fmt.Sprintf("demo/%s/sample-%d.bin", stamp, i)
-		sum, err := writeRandom(filepath.Join(st.SFTP.Root, rel), size)
+		sum, err := samplefile.Write(filepath.Join(st.SFTP.Root, rel), size, uint64(time.Now().UnixNano())+uint64(i))
 		if err != nil {
 			return err
 		}
@@ -200,20 +200,4 @@ func waitWorkflow(ctx context.Context, c client.Client, id string) (workflows.Re
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
-}
-
-func writeRandom(file string, size int64) (string, error) {
-	if err := os.MkdirAll(filepath.Dir(file), 0o755); err != nil {
-		return "", err
-	}
-	f, err := os.Create(file)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := md5.New()
-	if _, err := io.CopyN(io.MultiWriter(f, h), rand.Reader, size); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), f.Close()
 }

@@ -1,18 +1,15 @@
 package main
 
 import (
-	"crypto/md5"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"strings"
 
 	"github.com/spf13/cobra"
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/samplefile"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workers"
 )
@@ -35,7 +32,7 @@ With --wait it follows the job's workflow to the end and exits non-zero if it fa
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if md5From != "" {
-				sum, size, err := fileMD5(md5From)
+				sum, size, err := samplefile.MD5(md5From)
 				if err != nil {
 					return err
 				}
@@ -75,20 +72,6 @@ With --wait it follows the job's workflow to the end and exits non-zero if it fa
 	f.BoolVar(&wait, "wait", false, "follow the workflow until it ends")
 	_ = cmd.MarkFlagRequired("remote-path")
 	return cmd
-}
-
-func fileMD5(file string) (string, int64, error) {
-	f, err := os.Open(file)
-	if err != nil {
-		return "", 0, err
-	}
-	defer f.Close()
-	h := md5.New()
-	n, err := io.Copy(h, f)
-	if err != nil {
-		return "", 0, fmt.Errorf("read %s: %w", file, err)
-	}
-	return hex.EncodeToString(h.Sum(nil)), n, nil
 }
 
 func isNotFound(err error) bool {

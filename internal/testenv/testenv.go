@@ -4,11 +4,7 @@ package testenv
 
 import (
 	"context"
-	"crypto/md5"
-	"encoding/hex"
-	"io"
 	"log/slog"
-	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -16,6 +12,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/samplefile"
 )
 
 // Env is a running stack and a config for it.
@@ -95,36 +92,11 @@ func tail(b []byte, n int) []byte {
 // WriteFile writes size pseudo-random bytes (seeded) to rel under the SFTP root and returns its MD5.
 func (e *Env) WriteFile(t testing.TB, rel string, size int64, seed uint64) string {
 	t.Helper()
-	p := filepath.Join(e.Stack.SFTP.Root, rel)
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	f, err := os.Create(p)
+	sum, err := samplefile.Write(filepath.Join(e.Stack.SFTP.Root, rel), size, seed)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	h := md5.New()
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	if _, err := io.CopyN(io.MultiWriter(f, h), randReader{r}, size); err != nil {
-		t.Fatal(err)
-	}
-	return hex.EncodeToString(h.Sum(nil))
-}
-
-type randReader struct{ r *rand.Rand }
-
-func (r randReader) Read(p []byte) (int, error) {
-	for i := 0; i+8 <= len(p); i += 8 {
-		v := r.r.Uint64()
-		for k := 0; k < 8; k++ {
-			p[i+k] = byte(v >> (8 * k))
-		}
-	}
-	for i := len(p) &^ 7; i < len(p); i++ {
-		p[i] = byte(r.r.Uint32())
-	}
-	return len(p), nil
+	return sum
 }
 
 // Logger returns a logger writing to a file in the test's folder; a failed test prints its tail.
