@@ -38,7 +38,7 @@ func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.C
 		MetricsHandler: metrics.Temporal(logger),
 	}
 	if c.TLS.Enable {
-		tc, err := kafkaconn.TLSConfig(c.TLS)
+		tc, err := c.TLS.ClientConfig()
 		if err != nil {
 			return nil, fmt.Errorf("temporal.tls: %w", err)
 		}

@@ -3,6 +3,8 @@
 package config
 
 import (
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"os"
@@ -54,6 +56,31 @@ type TLS struct {
 	CertFile   string `toml:"cert_file" env:"CERT_FILE"`
 	KeyFile    string `toml:"key_file" env:"KEY_FILE"`
 	ServerName string `toml:"server_name" env:"SERVER_NAME"` // default: the host dialled
+}
+
+// ClientConfig builds the client side of t: TLS 1.2 at least, the server verified against CAFile
+// (else the system's roots), the client certificate when one is set.
+func (t TLS) ClientConfig() (*tls.Config, error) {
+	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: t.ServerName}
+	if t.CAFile != "" {
+		pem, err := os.ReadFile(t.CAFile)
+		if err != nil {
+			return nil, err
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("%s holds no PEM certificate", t.CAFile)
+		}
+		tc.RootCAs = pool
+	}
+	if t.CertFile != "" {
+		cert, err := tls.LoadX509KeyPair(t.CertFile, t.KeyFile)
+		if err != nil {
+			return nil, err
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
 }
 
 // SASL authenticates to Kafka: Mechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: none).

@@ -3,10 +3,7 @@
 package kafkaconn
 
 import (
-	"crypto/tls"
-	"crypto/x509"
 	"fmt"
-	"os"
 
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
@@ -17,7 +14,7 @@ import (
 // Apply sets sc's TLS and SASL from c.
 func Apply(sc *sarama.Config, c config.Kafka) error {
 	if c.TLS.Enable {
-		tc, err := TLSConfig(c.TLS)
+		tc, err := c.TLS.ClientConfig()
 		if err != nil {
 			return fmt.Errorf("kafka.tls: %w", err)
 		}
@@ -42,30 +39,6 @@ func Apply(sc *sarama.Config, c config.Kafka) error {
 		return fmt.Errorf("kafka.sasl.mechanism %q", c.SASL.Mechanism)
 	}
 	return nil
-}
-
-// TLSConfig builds a client TLS configuration: TLS 1.2 at least, the server verified.
-func TLSConfig(c config.TLS) (*tls.Config, error) {
-	tc := &tls.Config{MinVersion: tls.VersionTLS12, ServerName: c.ServerName}
-	if c.CAFile != "" {
-		pem, err := os.ReadFile(c.CAFile)
-		if err != nil {
-			return nil, err
-		}
-		pool := x509.NewCertPool()
-		if !pool.AppendCertsFromPEM(pem) {
-			return nil, fmt.Errorf("%s holds no PEM certificate", c.CAFile)
-		}
-		tc.RootCAs = pool
-	}
-	if c.CertFile != "" {
-		cert, err := tls.LoadX509KeyPair(c.CertFile, c.KeyFile)
-		if err != nil {
-			return nil, err
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
 }
 
 // scramClient adapts github.com/xdg-go/scram to sarama.SCRAMClient.
