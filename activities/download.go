@@ -166,7 +166,6 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 			a.log(ctx, in.JobID).Warn("write download journal", "err", err)
 		}
 	}
-	heartbeat := func() { journal(true) }
 
 	hbStop := make(chan struct{})
 	hbDone := make(chan struct{})
@@ -253,7 +252,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	err = g.Wait()
 	close(hbStop)
 	<-hbDone
-	heartbeat() // keep what this attempt finished, even when it failed
+	journal(true) // keep what this attempt finished, even when it failed
 	if err != nil {
 		if ctx.Err() != nil {
 			return DownloadResult{}, ctx.Err()

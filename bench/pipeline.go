@@ -352,11 +352,7 @@ func scenarioMemory(ctx context.Context, o options, s *stack, r *report, w io.Wr
 	if o.size < 1<<30 {
 		small, large = o.size, 4*o.size // smoke runs
 	}
-	b, err := s.bridgeOnly(ctx)
-	if err != nil {
-		return err
-	}
-	defer b()
+	defer s.bridgeOnly(ctx)()
 	table := [][]string{{"file", "worker peak RSS", "time"}}
 	var rss []int64
 	for i, size := range []int64{small, large} {
@@ -396,14 +392,14 @@ func scenarioMemory(ctx context.Context, o options, s *stack, r *report, w io.Wr
 }
 
 // bridgeOnly runs the bridge in this process (workers run as their own processes).
-func (s *stack) bridgeOnly(ctx context.Context) (func(), error) {
+func (s *stack) bridgeOnly(ctx context.Context) func() {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
 		_ = starter.RunConfig(ctx, s.cfg, starter.New(s.cfg, s.c, s.prod, s.log))
 	}()
-	return func() { cancel(); <-done }, nil
+	return func() { cancel(); <-done }
 }
 
 // scenarioResume: the worker is killed at half of a download; a new worker on the same host
@@ -424,11 +420,7 @@ func scenarioResume(ctx context.Context, o options, s *stack, sshd *SSHD, r *rep
 	}
 	cfg := s.cfg
 	cfg.SFTP.Addr = px.Addr
-	b, err := s.bridgeOnly(ctx)
-	if err != nil {
-		return err
-	}
-	defer b()
+	defer s.bridgeOnly(ctx)()
 	first, err := s.worker(cfg, "worker-resume-1")
 	if err != nil {
 		return err

@@ -51,10 +51,7 @@ func (a *app) runWorker(ctx context.Context, cfg config.Config) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return metrics.Serve(gctx, cfg.Metrics.WorkerListen, a.log, map[string]metrics.Check{
-			"temporal": func(ctx context.Context) error {
-				_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
-				return err
-			},
+			"temporal": temporalReady(c),
 			"postgres": t.Audit.Ping,
 		})
 	})
@@ -90,10 +87,7 @@ func (a *app) runBridge(ctx context.Context, cfg config.Config) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return metrics.Serve(gctx, cfg.Metrics.BridgeListen, a.log, map[string]metrics.Check{
-			"temporal": func(ctx context.Context) error {
-				_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
-				return err
-			},
+			"temporal": temporalReady(c),
 		})
 	})
 	g.Go(func() error {
@@ -152,10 +146,7 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 		Ready: map[string]func(context.Context) error{
 			"postgres": func(ctx context.Context) error { return store.Pool().Ping(ctx) },
 			"kafka":    kc.Ping,
-			"temporal": func(ctx context.Context) error {
-				_, err := tc.CheckHealth(ctx, &client.CheckHealthRequest{})
-				return err
-			},
+			"temporal": temporalReady(tc),
 		},
 		Metrics: metrics.Handler(),
 	})
@@ -197,5 +188,13 @@ func (a *app) migrateCmd() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "applied %d migrations %v\n", len(applied), applied)
 			return nil
 		},
+	}
+}
+
+// temporalReady is the readiness check of a Temporal client: the frontend answers a health check.
+func temporalReady(c client.Client) func(context.Context) error {
+	return func(ctx context.Context) error {
+		_, err := c.CheckHealth(ctx, &client.CheckHealthRequest{})
+		return err
 	}
 }
