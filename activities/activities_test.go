@@ -4,9 +4,11 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -292,5 +294,61 @@ func TestUnknownHostKeyIsRefused(t *testing.T) {
 	}
 	if _, err := d.Dial(context.Background()); !errors.Is(err, sftpdial.ErrHostKey) {
 		t.Fatalf("pinned wrong key: %v", err)
+	}
+}
+
+// Two workers (two Transfers with their own staging folders and lock connections) run six
+// downloads at once against a server limited to 3 connections and 2 jobs: the server never sees
+// more than 3 SFTP sessions, and every download completes.
+func TestHostLimitsHoldAcrossWorkers(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{SFTPReadRate: 24 << 20})
+	srv := env.Stack.SFTP.Server
+	var trs []*activities.Transfer
+	for w := range 2 {
+		cfg := env.Cfg
+		cfg.SFTP.MaxConnections, cfg.SFTP.MaxJobs = 3, 2
+		cfg.Transfer.StagingDir = filepath.Join(env.Dir, fmt.Sprint("w", w), "staging")
+		cfg.Transfer.CompletedDir = filepath.Join(env.Dir, fmt.Sprint("w", w), "completed")
+		tr, closeT, err := workers.NewTransfer(context.Background(), cfg, env.Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(closeT)
+		trs = append(trs, tr)
+	}
+	const size = 6 << 20
+	for i := range 6 {
+		env.WriteFile(t, fmt.Sprintf("lim/%d.bin", i), size, uint64(i))
+	}
+	srv.ResetPeak()
+	var s testsuite.WorkflowTestSuite
+	var wg sync.WaitGroup
+	conns := make([]int, 6)
+	for i := range 6 {
+		wg.Go(func() {
+			tr := trs[i%2]
+			e := s.NewTestActivityEnvironment()
+			e.RegisterActivity(tr)
+			v, err := e.ExecuteActivity(tr.Download, activities.DownloadInput{JobID: fmt.Sprint("lim-", i),
+				RemotePath: fmt.Sprintf("/lim/%d.bin", i), Size: size, RangeSize: 1 << 20, Connections: 4})
+			if err != nil {
+				t.Errorf("download %d: %v", i, err)
+				return
+			}
+			var dl activities.DownloadResult
+			v.Get(&dl)
+			conns[i] = dl.Connections
+		})
+	}
+	wg.Wait()
+	t.Logf("6 downloads of 4 connections each over 2 workers, limit 3 connections / 2 jobs: server peak %d sessions; connections per download %v",
+		srv.PeakSessions(), conns)
+	if p := srv.PeakSessions(); p > 3 || p < 2 {
+		t.Fatalf("peak %d SFTP sessions, limit 3", p)
+	}
+	for i, c := range conns {
+		if c < 1 || c > 3 {
+			t.Fatalf("download %d used %d connections", i, c)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 
+	"github.com/kafkasync/kafkasync/internal/hostlimit"
 	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 )
@@ -188,10 +189,50 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 		}
 	}()
 
+	// The SFTP server's limits, shared by all workers: one job slot, then connection slots. The
+	// first connection slot is waited for; the others are taken while free, so a busy server gets
+	// fewer connections per download rather than a longer queue.
+	var leases []*hostlimit.Lease // [job, conn, conn, ...]
+	defer func() {
+		for _, l := range leases {
+			l.Release()
+		}
+	}()
+	if len(missing) > 0 && a.Limits != nil {
+		details := func() any { return progress() }
+		for _, kind := range []string{hostlimit.Job, hostlimit.Conn} {
+			l, err := a.slot(ctx, in.JobID, kind, details)
+			if err != nil {
+				return DownloadResult{}, err
+			}
+			leases = append(leases, l)
+		}
+		for len(leases)-1 < conns {
+			l, ok := a.Limits.TryAcquire(hostlimit.Conn)
+			if !ok {
+				break
+			}
+			leases = append(leases, l)
+		}
+		conns = len(leases) - 1
+	}
+
 	// A connection that delivers nothing for StallTimeout ends the attempt: heartbeats alone would
 	// keep a hung read alive forever.
 	sctx, stall := context.WithCancelCause(ctx)
 	defer stall(nil)
+	// A slot lost with the limiter's database connection may already be another worker's.
+	for _, l := range leases {
+		if l != nil {
+			go func() {
+				select {
+				case <-l.Lost():
+					stall(hostlimit.ErrLost)
+				case <-sctx.Done():
+				}
+			}()
+		}
+	}
 	var lastByte atomic.Int64
 	lastByte.Store(time.Now().UnixNano())
 	if st := a.stallTimeout(); st > 0 {
@@ -229,8 +270,11 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 		return nil
 	})
 	if len(missing) > 0 {
-		for range conns {
+		for k := range conns {
 			g.Go(func() error {
+				if len(leases) > k+1 {
+					defer leases[k+1].Release() // after fetchRanges closed the connection
+				}
 				return a.fetchRanges(gctx, in, f, work, startOf, func(i int, b int64, finished bool) {
 					if b > 0 {
 						lastByte.Store(time.Now().UnixNano())
@@ -257,8 +301,8 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 		if ctx.Err() != nil {
 			return DownloadResult{}, ctx.Err()
 		}
-		if cause := context.Cause(sctx); errors.Is(cause, ErrStalled) {
-			a.log(ctx, in.JobID).Warn("download stalled", "err", cause)
+		if cause := context.Cause(sctx); errors.Is(cause, ErrStalled) || errors.Is(cause, hostlimit.ErrLost) {
+			a.log(ctx, in.JobID).Warn("download interrupted", "err", cause)
 			return DownloadResult{}, cause // retryable: the next attempt resumes from the heartbeat
 		}
 		if errors.Is(err, unix.ENOSPC) || errors.Is(err, unix.EDQUOT) {

@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/kafkasync/kafkasync/internal/hostlimit"
 )
 
 // StatInput asks for a remote file's size and age.
@@ -26,6 +28,11 @@ type StatResult struct {
 // Stat looks at the remote file. A missing file, a directory or a size other than the announced one
 // are final; a file younger than MinAge is retried once it is old enough.
 func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
+	lease, err := a.slot(ctx, "", hostlimit.Conn, nil)
+	if err != nil {
+		return StatResult{}, err
+	}
+	defer lease.Release()
 	c, err := a.SFTP.Dial(ctx)
 	if err != nil {
 		return StatResult{}, classify("stat", err)

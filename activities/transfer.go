@@ -18,6 +18,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/hostlimit"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 )
 
@@ -42,7 +43,9 @@ const (
 // for concurrent use.
 type Transfer struct {
 	SFTP *sftpdial.Dialer
-	S3   *s3.Client
+	// Limits holds the slots of the SFTP server's limits, shared by all workers; nil: no limits.
+	Limits *hostlimit.Limiter
+	S3     *s3.Client
 	// Bucket receives the uploads.
 	Bucket string
 	// PartSize and Concurrency tune the multipart upload.

@@ -21,6 +21,7 @@ import (
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/hostlimit"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/internal/s3client"
@@ -114,9 +115,13 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 		return nil, close, err
 	}
 	closers = append(closers, func() { completed.Close() })
+	limits := hostlimit.New(cfg.Postgres.DSN.Reveal(), cfg.SFTP.Addr,
+		hostlimit.Limits{Connections: cfg.SFTP.MaxConnections, Jobs: cfg.SFTP.MaxJobs}, logger)
+	closers = append(closers, limits.Close)
 	hb := cfg.Transfer.HeartbeatTimeout.D() / 4
 	return &activities.Transfer{
 		SFTP:         dialer,
+		Limits:       limits,
 		S3:           s3client.New(cfg.S3),
 		Bucket:       cfg.S3.Bucket,
 		PartSize:     int64(cfg.S3.PartSize),

@@ -113,6 +113,12 @@ type SFTP struct {
 	// HostKey pins the server's public key ("ssh-ed25519 AAAA…"); used when KnownHosts is empty.
 	HostKey     string   `toml:"host_key" env:"HOST_KEY"`
 	DialTimeout Duration `toml:"dial_timeout" env:"DIAL_TIMEOUT"`
+	// MaxConnections and MaxJobs bound the SFTP connections open to the server and the jobs
+	// downloading from it, across all workers together (slots are PostgreSQL advisory locks). A
+	// download takes one job slot and as many connection slots as are free, at least one, up to
+	// transfer.connections. 0: no limit.
+	MaxConnections int `toml:"max_connections" env:"MAX_CONNECTIONS"`
+	MaxJobs        int `toml:"max_jobs" env:"MAX_JOBS"`
 }
 
 // Transfer tunes the workflow and the worker's local directories.
@@ -219,6 +225,9 @@ func Default() Config {
 			KnownHosts:  ".kafkasync/sftp/known_hosts",
 			KeyFile:     ".kafkasync/sftp/client_key",
 			DialTimeout: Duration(10 * time.Second),
+			// OpenSSH serves 10 sessions per connection and throttles beyond 10 handshakes at
+			// once (MaxStartups); 64 connections from all workers is a polite default.
+			MaxConnections: 64,
 		},
 		Transfer: Transfer{
 			StagingDir:       ".kafkasync/data/staging",
@@ -317,6 +326,7 @@ func (c Config) Validate() error {
 	check(c.Temporal.TaskQueue != "", "temporal.task_queue: empty")
 	check(c.SFTP.KnownHosts != "" || c.SFTP.HostKey != "", "sftp: set known_hosts or host_key (host keys are always verified)")
 	check(c.Transfer.Connections >= 1 && c.Transfer.Connections <= 64, "transfer.connections: %d not in 1..64", c.Transfer.Connections)
+	check(c.SFTP.MaxConnections >= 0 && c.SFTP.MaxJobs >= 0, "sftp.max_connections, sftp.max_jobs: 0 (no limit) or more")
 	check(c.Transfer.RangeSize >= 64<<10, "transfer.range_size: %s below 64KiB", c.Transfer.RangeSize)
 	check(c.Transfer.MaxAttempts >= 1, "transfer.max_attempts: must be at least 1")
 	check(c.Transfer.VerifyAttempts >= 1, "transfer.verify_attempts: must be at least 1")

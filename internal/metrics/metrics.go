@@ -46,6 +46,11 @@ var (
 	ActiveDownloads = prometheus.NewGauge(prometheus.GaugeOpts{
 		Name: "kafkasync_downloads_in_progress", Help: "Download activities running on this worker.",
 	})
+	// HostSlotWait is how long transfers waited for a slot of the SFTP server's limits.
+	HostSlotWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kafkasync_sftp_slot_wait_seconds", Help: "Time a transfer waited for a slot of the SFTP server's limits (sftp.max_connections, sftp.max_jobs), by kind: conn or job.",
+		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10), // 1 ms .. ~4 min
+	}, []string{"kind"})
 	// BridgeLag is, per partition of the jobs topic, the messages after the one the bridge just handled.
 	BridgeLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kafkasync_bridge_consumer_lag", Help: "Messages on the jobs topic after the last one this bridge handled, per partition.",
@@ -54,7 +59,7 @@ var (
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Jobs, Bytes, StepSeconds, SFTPConnections, ActiveDownloads, BridgeLag)
+		Jobs, Bytes, StepSeconds, SFTPConnections, ActiveDownloads, HostSlotWait, BridgeLag)
 	for _, e := range []string{"started", "duplicate", "refused", "succeeded", "failed", "dead_lettered", "replayed", "discarded"} {
 		Jobs.WithLabelValues(e)
 	}

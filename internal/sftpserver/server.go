@@ -61,6 +61,8 @@ type Server struct {
 	closed   bool
 	sent     atomic.Int64
 	accepted atomic.Int64
+	// sessions counts the SFTP sessions open now; peak the most open at once.
+	sessions, peak atomic.Int64
 }
 
 // Start listens and serves in the background until Close.
@@ -116,6 +118,16 @@ func (s *Server) BytesSent() int64 { return s.sent.Load() }
 
 // Connections returns how many SSH connections the server has accepted since it started.
 func (s *Server) Connections() int64 { return s.accepted.Load() }
+
+// Sessions returns how many SFTP sessions are open now.
+func (s *Server) Sessions() int64 { return s.sessions.Load() }
+
+// PeakSessions returns the most SFTP sessions that were open at once since the start, or since
+// the last ResetPeak.
+func (s *Server) PeakSessions() int64 { return s.peak.Load() }
+
+// ResetPeak restarts PeakSessions from the sessions open now.
+func (s *Server) ResetPeak() { s.peak.Store(s.sessions.Load()) }
 
 // DropConnections closes every open connection, as a server that goes away would; new ones are
 // still accepted.
@@ -198,10 +210,14 @@ func (s *Server) serveConn(c net.Conn) {
 				if !ok {
 					continue
 				}
+				n := s.sessions.Add(1)
+				for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
+				}
 				srv := sftp.NewRequestServer(ch, s.handlers())
 				if err := srv.Serve(); err != nil && !errors.Is(err, io.EOF) {
 					s.opts.Logger.Debug("sftp session", "err", err)
 				}
+				s.sessions.Add(-1)
 				srv.Close()
 				return
 			}
