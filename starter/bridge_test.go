@@ -55,7 +55,7 @@ func committed(t *testing.T, admin sarama.ClusterAdmin) int64 {
 }
 
 func TestBridgeCommitsOnlyAfterTemporalAccepted(t *testing.T) {
-	k, err := devstack.StartKafka("", 0)
+	k, err := devstack.StartKafka("", 0, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,15 +13,18 @@ type Kafka struct {
 	Brokers []string
 }
 
-// StartKafka starts one broker on 127.0.0.1:port (0: free) with the topics created (3 partitions
-// each). With dataDir set, topics and committed offsets survive a restart.
-func StartKafka(dataDir string, port int, topics ...string) (*Kafka, error) {
+// StartKafka starts one broker on 127.0.0.1:port (0: free) with the topics created, with partitions
+// partitions each (0: 3). With dataDir set, topics and committed offsets survive a restart.
+func StartKafka(dataDir string, port, partitions int, topics ...string) (*Kafka, error) {
 	var err error
 	if port, err = portOrFree(port); err != nil {
 		return nil, err
 	}
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(3, topics...),
-		kfake.DefaultNumPartitions(3), kfake.AllowAutoTopicCreation()}
+	if partitions <= 0 {
+		partitions = 3
+	}
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(int32(partitions), topics...),
+		kfake.DefaultNumPartitions(partitions), kfake.AllowAutoTopicCreation()}
 	if dataDir != "" {
 		opts = append(opts, kfake.DataDir(dataDir))
 	}

@@ -30,9 +30,11 @@ type Options struct {
 	// SFTPReadRate caps the SFTP server's bytes per second (0: unlimited).
 	SFTPReadRate int
 	Topics       []string
-	Bucket       string
-	S3AccessKey  string
-	S3SecretKey  string
+	// Partitions is the number of partitions of each topic (0: 3).
+	Partitions  int
+	Bucket      string
+	S3AccessKey string
+	S3SecretKey string
 	// Log receives the child servers' output.
 	Log    io.Writer
 	Logger *slog.Logger
@@ -99,7 +101,7 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 			st.Stop()
 		}
 	}()
-	if st.Kafka, err = StartKafka(filepath.Join(dir, "kafka"), o.Ports.KafkaPort, o.Topics...); err != nil {
+	if st.Kafka, err = StartKafka(filepath.Join(dir, "kafka"), o.Ports.KafkaPort, o.Partitions, o.Topics...); err != nil {
 		return st, err
 	}
 	if st.SFTP, err = StartSFTP(SFTPOptions{Dir: filepath.Join(dir, "sftp"), Root: filepath.Join(dir, "sftp-root"),

@@ -69,6 +69,8 @@ type suite struct {
 	published int
 	replays   map[string]int // job id → extra workflow runs allowed (dead letters replayed)
 	nlog      int
+	// staging lists the staging folders that must end empty (default: cfg's).
+	staging []string
 }
 
 // start runs the servers; tweak adjusts the config the workers and bridges get.
@@ -351,7 +353,15 @@ func (s *suite) ledger() {
 	}
 
 	// Staging: nothing left behind.
-	left, _ := filepath.Glob(filepath.Join(s.cfg.Transfer.StagingDir, "*"))
+	dirs := s.staging
+	if len(dirs) == 0 {
+		dirs = []string{s.cfg.Transfer.StagingDir}
+	}
+	var left []string
+	for _, d := range dirs {
+		l, _ := filepath.Glob(filepath.Join(d, "*"))
+		left = append(left, l...)
+	}
 	if len(left) != 0 {
 		t.Errorf("staging still holds %v", left)
 	}

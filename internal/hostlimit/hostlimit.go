@@ -46,6 +46,9 @@ type Limiter struct {
 	held  map[slot]*Lease
 	freed chan struct{} // closed (and replaced) when a slot of this worker is given back
 
+	// turn lets one waiter per kind poll PostgreSQL; the others queue behind it in this process.
+	turn map[string]chan struct{}
+
 	stop chan struct{}
 	done chan struct{}
 }
@@ -77,7 +80,8 @@ func New(dsn, host string, limits Limits, log *slog.Logger) *Limiter {
 		log = slog.New(slog.DiscardHandler)
 	}
 	l := &Limiter{dsn: dsn, host: host, limits: limits, log: log, held: map[slot]*Lease{},
-		freed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
+		freed: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{}),
+		turn: map[string]chan struct{}{Conn: make(chan struct{}, 1), Job: make(chan struct{}, 1)}}
 	go l.watch()
 	return l
 }
@@ -100,6 +104,13 @@ func (l *Limiter) Acquire(ctx context.Context, kind string) (*Lease, error) {
 	if l == nil || l.max(kind) <= 0 {
 		return nil, nil
 	}
+	// Waiters take turns, so a worker with a hundred queued transfers still polls as one.
+	select {
+	case l.turn[kind] <- struct{}{}:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	defer func() { <-l.turn[kind] }()
 	logged := false
 	for {
 		l.mu.Lock()

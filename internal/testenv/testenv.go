@@ -27,6 +27,8 @@ type Options struct {
 	SFTPReadRate int
 	// PersistTemporal keeps Temporal's state in a file, so the server can be restarted.
 	PersistTemporal bool
+	// Partitions is the number of partitions of the jobs topic and the dead-letter topic (0: 3).
+	Partitions int
 }
 
 // Start starts every server, or fails the test. The config uses short timeouts suited to tests.
@@ -54,7 +56,7 @@ func Start(t testing.TB, o Options) *Env {
 	cfg.S3.Bucket = "kafkasync-test"
 	st, err := devstack.Start(ctx, devstack.Options{
 		Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: !o.PersistTemporal, SFTPReadRate: o.SFTPReadRate,
-		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Bucket: cfg.S3.Bucket,
+		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Partitions: o.Partitions, Bucket: cfg.S3.Bucket,
 		S3AccessKey: "test-access", S3SecretKey: "test-secret-key", Log: logf,
 	})
 	if err != nil {

@@ -1,0 +1,88 @@
+package faults
+
+import (
+	"fmt"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/testenv"
+	"github.com/kafkasync/kafkasync/internal/testproc"
+)
+
+// Two bridges and three workers, each worker with its own staging folder and host identity, take
+// 1,000 jobs over 6 partitions. One worker is SIGKILLed midway and not restarted: its host-bound
+// jobs move to the others. Every job is archived exactly once, and the SFTP server never sees more
+// sessions at once than sftp.max_connections allows across the fleet.
+func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
+	const (
+		jobs     = 1000
+		maxConns = 6
+		maxJobs  = 4
+	)
+	s := start(t, testenv.Options{Partitions: 6}, func(c *config.Config) {
+		c.Transfer.MinAge = 0
+		c.Transfer.Connections = 2
+		c.SFTP.MaxConnections, c.SFTP.MaxJobs = maxConns, maxJobs
+		// Each job's host steps wait this long for a dead host before moving.
+		c.Transfer.HostTimeout = config.Duration(15 * time.Second)
+		c.Transfer.HeartbeatTimeout = config.Duration(5 * time.Second)
+		c.Log.Level = "warn"
+	})
+	srv := s.env.Stack.SFTP.Server
+	hosts := []string{"host-a", "host-b", "host-c"}
+	procs := map[string]*testproc.Proc{}
+	for _, h := range hosts {
+		cfg := s.cfg
+		cfg.Transfer.HostID = h
+		cfg.Transfer.StagingDir = filepath.Join(s.env.Dir, h, "staging")
+		cfg.Transfer.CompletedDir = filepath.Join(s.env.Dir, h, "completed")
+		if h != "host-b" {
+			s.staging = append(s.staging, cfg.Transfer.StagingDir)
+		}
+		procs[h] = s.worker(cfg)
+	}
+	s.bridge(s.cfg)
+	s.bridge(s.cfg)
+
+	// Mostly small files, every 50th a larger one, so downloads are in flight when the worker dies.
+	srv.ResetPeak()
+	start := time.Now()
+	for i := range jobs {
+		size := int64(16<<10 + (i%7)*24<<10)
+		if i%50 == 0 {
+			size = 6 << 20
+		}
+		s.job(fmt.Sprintf("scale-%04d", i), fmt.Sprintf("in/scale/%02d/f%04d.bin", i%20, i), size, uint64(i))
+	}
+	t.Logf("published %d jobs over 6 partitions in %s", jobs, time.Since(start).Round(time.Millisecond))
+
+	s.waitFor("a third of the jobs", 5*time.Minute, func() bool { return s.succeeded() >= jobs/3 })
+	killedAt := s.succeeded()
+	procs["host-b"].Kill()
+	t.Logf("SIGKILLed host-b's worker after %s, with %d of %d jobs archived", time.Since(start).Round(time.Millisecond), killedAt, jobs)
+
+	s.waitFor("every job", 8*time.Minute, func() bool { return s.succeeded() == jobs })
+	drain := time.Since(start)
+
+	var moved, onB, onA, onC int
+	pool := s.store.Pool()
+	if err := pool.QueryRow(s.ctx, `SELECT
+		count(*) FILTER (WHERE host <> 'host-b' AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id
+			AND e.step = 'download' AND e.outcome = 'started' AND e.detail LIKE '% on host-b')),
+		count(*) FILTER (WHERE host = 'host-b'), count(*) FILTER (WHERE host = 'host-a'), count(*) FILTER (WHERE host = 'host-c')
+		FROM jobs j WHERE status = 'SUCCEEDED'`).Scan(&moved, &onB, &onA, &onC); err != nil {
+		t.Fatal(err)
+	}
+	s.ledger()
+	t.Logf("drained %d jobs in %s (%.1f jobs/s) | archived on host-a %d, host-b %d (before its death), host-c %d | "+
+		"%d jobs begun on host-b finished on another host | SFTP sessions at once: at most %d (limit %d)",
+		jobs, drain.Round(100*time.Millisecond), float64(jobs)/drain.Seconds(), onA, onB, onC, moved, srv.PeakSessions(), maxConns)
+	if moved == 0 {
+		t.Error("no job of the killed worker moved to another host")
+	}
+	if p := srv.PeakSessions(); p > maxConns {
+		t.Errorf("the SFTP server saw %d sessions at once, limit %d", p, maxConns)
+	}
+}
