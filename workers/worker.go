@@ -115,6 +115,10 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 		return nil, close, err
 	}
 	closers = append(closers, func() { completed.Close() })
+	s3c, err := s3client.New(cfg.S3)
+	if err != nil {
+		return nil, close, err
+	}
 	limits := hostlimit.New(cfg.Postgres.DSN.Reveal(), cfg.SFTP.Addr,
 		hostlimit.Limits{Connections: cfg.SFTP.MaxConnections, Jobs: cfg.SFTP.MaxJobs}, logger)
 	closers = append(closers, limits.Close)
@@ -122,7 +126,7 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 	return &activities.Transfer{
 		SFTP:         dialer,
 		Limits:       limits,
-		S3:           s3client.New(cfg.S3),
+		S3:           s3c,
 		Bucket:       cfg.S3.Bucket,
 		PartSize:     int64(cfg.S3.PartSize),
 		Concurrency:  cfg.S3.Concurrency,

@@ -154,6 +154,8 @@ type S3 struct {
 	PathStyle   bool     `toml:"path_style" env:"PATH_STYLE"`
 	PartSize    ByteSize `toml:"part_size" env:"PART_SIZE"`
 	Concurrency int      `toml:"concurrency" env:"CONCURRENCY"`
+	// CAFile, a PEM file, replaces the system's roots for an https endpoint (a private CA).
+	CAFile string `toml:"ca_file" env:"CA_FILE"`
 }
 
 // Postgres is the audit database.

@@ -70,6 +70,20 @@ func pgCredential() (*syscall.Credential, error) {
 // StartPostgres initialises dir (if it holds no cluster yet) and starts PostgreSQL on 127.0.0.1:port
 // (0: a free port). dir must be reachable by the postgres user when running as root.
 func StartPostgres(ctx context.Context, dir string, port int, log io.Writer) (*Postgres, error) {
+	return startPostgres(ctx, dir, port, log, nil)
+}
+
+// PostgresTLS is a server certificate and its key (PEM files) for StartPostgresTLS.
+type PostgresTLS struct{ CertFile, KeyFile string }
+
+// StartPostgresTLS is StartPostgres with TLS on: the certificate and key are copied into the
+// cluster's folder (PostgreSQL wants its key private to it). Clients may still connect in clear
+// unless their DSN says sslmode=require or stronger; DSN keeps sslmode=disable.
+func StartPostgresTLS(ctx context.Context, dir string, port int, log io.Writer, t PostgresTLS) (*Postgres, error) {
+	return startPostgres(ctx, dir, port, log, &t)
+}
+
+func startPostgres(ctx context.Context, dir string, port int, log io.Writer, tlsFiles *PostgresTLS) (*Postgres, error) {
 	cred, err := pgCredential()
 	if err != nil {
 		return nil, err
@@ -104,9 +118,28 @@ func StartPostgres(ctx context.Context, dir string, port int, log io.Writer) (*P
 		}
 	}
 	_ = os.Remove(filepath.Join(dir, "postmaster.pid")) // left by a killed run; we own this cluster
-	p, err := startProc("postgres", log, cred, postgres, "-D", dir, "-p", strconv.Itoa(port),
+	args := []string{"-D", dir, "-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1", "-c", "unix_socket_directories=", "-c", "fsync=on",
-		"-c", "max_connections=200", "-c", "shared_buffers=64MB")
+		"-c", "max_connections=200", "-c", "shared_buffers=64MB"}
+	if tlsFiles != nil {
+		for _, f := range [][2]string{{tlsFiles.CertFile, "server.crt"}, {tlsFiles.KeyFile, "server.key"}} {
+			b, err := os.ReadFile(f[0])
+			if err != nil {
+				return nil, err
+			}
+			to := filepath.Join(dir, f[1])
+			if err := os.WriteFile(to, b, 0o600); err != nil {
+				return nil, err
+			}
+			if cred != nil {
+				if err := os.Chown(to, int(cred.Uid), int(cred.Gid)); err != nil {
+					return nil, err
+				}
+			}
+		}
+		args = append(args, "-c", "ssl=on", "-c", "ssl_cert_file=server.crt", "-c", "ssl_key_file=server.key")
+	}
+	p, err := startProc("postgres", log, cred, postgres, args...)
 	if err != nil {
 		return nil, err
 	}

@@ -5,29 +5,42 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/aws-sdk-go-v2/service/s3/types"
 
 	"github.com/kafkasync/kafkasync/internal/config"
 )
 
-// New returns an S3 client with static credentials; an empty endpoint means AWS itself.
-func New(c config.S3) *s3.Client {
+// New returns an S3 client with static credentials; an empty endpoint means AWS itself. With
+// CAFile set, the endpoint's certificate must come from that CA (a private CA) instead of the
+// system's roots.
+func New(c config.S3) (*s3.Client, error) {
 	var base *string
 	if c.Endpoint != "" {
 		base = aws.String(c.Endpoint)
 	}
+	var hc s3.HTTPClient
+	if c.CAFile != "" {
+		tc, err := config.TLS{Enable: true, CAFile: c.CAFile}.ClientConfig()
+		if err != nil {
+			return nil, fmt.Errorf("s3.ca_file: %w", err)
+		}
+		hc = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.TLSClientConfig = tc })
+	}
 	access, secret := c.AccessKey, c.SecretKey.Reveal()
 	return s3.New(s3.Options{
+		HTTPClient:   hc,
 		BaseEndpoint: base,
 		Region:       c.Region,
 		UsePathStyle: c.PathStyle,
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			return aws.Credentials{AccessKeyID: access, SecretAccessKey: secret, Source: "kafkasync config"}, nil
 		}),
-	})
+	}), nil
 }
 
 // EnsureBucket creates bucket unless it exists.
