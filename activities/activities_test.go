@@ -341,8 +341,11 @@ func TestHostLimitsHoldAcrossWorkers(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	t.Logf("6 downloads of 4 connections each over 2 workers, limit 3 connections / 2 jobs: server peak %d sessions; connections per download %v",
-		srv.PeakSessions(), conns)
+	t.Logf("6 downloads of 4 connections each over 2 workers, limit 3 connections / 2 jobs: server peak %d sessions and %d files read at once; connections per download %v",
+		srv.PeakSessions(), srv.PeakFilesRead(), conns)
+	if p := srv.PeakFilesRead(); p > 2 || p < 1 {
+		t.Fatalf("peak %d files read at once, job limit 2", p)
+	}
 	if p := srv.PeakSessions(); p > 3 || p < 2 {
 		t.Fatalf("peak %d SFTP sessions, limit 3", p)
 	}

@@ -96,6 +96,49 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	}
 	resumed := DoneBytes(done, in.Size, in.RangeSize) + sumPartial(partial)
 
+	conns := in.Connections
+	if conns <= 0 {
+		conns = a.Connections
+	}
+	missing := Missing(done, n)
+	startOf := make(map[int]int64, len(partial)) // read-only copy for the fetchers
+	for i, b := range partial {
+		startOf[i] = b
+	}
+	conns = max(1, min(conns, len(missing)))
+
+	// The SFTP server's limits, shared by all workers: one job slot, then connection slots. The
+	// first connection slot is waited for; the others are taken while free, so a busy server gets
+	// fewer connections per download rather than a longer queue. Slots come before the staging
+	// file: a queued download holds no disk space.
+	var leases []*hostlimit.Lease // [job, conn, conn, ...]
+	defer func() {
+		for _, l := range leases {
+			l.Release()
+		}
+	}()
+	if len(missing) > 0 && a.Limits != nil {
+		// While waiting, the heartbeat keeps what earlier attempts finished.
+		waiting := Progress{Size: in.Size, RangeSize: in.RangeSize, Done: Spans(done), Partial: partial,
+			BytesDone: resumed, Ranges: n}
+		details := func() any { return waiting }
+		for _, kind := range []string{hostlimit.Job, hostlimit.Conn} {
+			l, err := a.slot(ctx, in.JobID, kind, details)
+			if err != nil {
+				return DownloadResult{}, err
+			}
+			leases = append(leases, l)
+		}
+		for len(leases)-1 < conns {
+			l, ok := a.Limits.TryAcquireSpare(hostlimit.Conn)
+			if !ok {
+				break
+			}
+			leases = append(leases, l)
+		}
+		conns = len(leases) - 1
+	}
+
 	fresh := len(done) == 0 && len(partial) == 0
 	flags := os.O_RDWR | os.O_CREATE
 	if fresh {
@@ -120,17 +163,6 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	if resumed > 0 {
 		a.log(ctx, in.JobID).Info("download resumes", "resumed_bytes", resumed, "size", in.Size)
 	}
-
-	conns := in.Connections
-	if conns <= 0 {
-		conns = a.Connections
-	}
-	missing := Missing(done, n)
-	startOf := make(map[int]int64, len(partial)) // read-only copy for the fetchers
-	for i, b := range partial {
-		startOf[i] = b
-	}
-	conns = max(1, min(conns, len(missing)))
 
 	var (
 		mu      sync.Mutex
@@ -188,34 +220,6 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 			}
 		}
 	}()
-
-	// The SFTP server's limits, shared by all workers: one job slot, then connection slots. The
-	// first connection slot is waited for; the others are taken while free, so a busy server gets
-	// fewer connections per download rather than a longer queue.
-	var leases []*hostlimit.Lease // [job, conn, conn, ...]
-	defer func() {
-		for _, l := range leases {
-			l.Release()
-		}
-	}()
-	if len(missing) > 0 && a.Limits != nil {
-		details := func() any { return progress() }
-		for _, kind := range []string{hostlimit.Job, hostlimit.Conn} {
-			l, err := a.slot(ctx, in.JobID, kind, details)
-			if err != nil {
-				return DownloadResult{}, err
-			}
-			leases = append(leases, l)
-		}
-		for len(leases)-1 < conns {
-			l, ok := a.Limits.TryAcquire(hostlimit.Conn)
-			if !ok {
-				break
-			}
-			leases = append(leases, l)
-		}
-		conns = len(leases) - 1
-	}
 
 	// A connection that delivers nothing for StallTimeout ends the attempt: heartbeats alone would
 	// keep a hung read alive forever.

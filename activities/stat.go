@@ -28,16 +28,31 @@ type StatResult struct {
 // Stat looks at the remote file. A missing file, a directory or a size other than the announced one
 // are final; a file younger than MinAge is retried once it is old enough.
 func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
-	lease, err := a.slot(ctx, "", hostlimit.Conn, nil)
+	// A slot of the server's connection limit. The wait ends a little before this attempt's
+	// deadline, with a retryable error, so that a busy server shows as such in the history.
+	wctx := ctx
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 10*time.Second {
+		var cancel context.CancelFunc
+		wctx, cancel = context.WithDeadline(ctx, dl.Add(-5*time.Second))
+		defer cancel()
+	}
+	lease, err := a.slot(wctx, "", hostlimit.Conn, nil)
 	if err != nil {
+		if ctx.Err() == nil {
+			err = fmt.Errorf("stat %s: every connection slot of the sftp server is in use (sftp.max_connections)", in.RemotePath)
+		}
 		return StatResult{}, err
 	}
 	defer lease.Release()
+	// The stat itself is short: bound it, a hung server must not hold the slot for the whole attempt.
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	c, err := a.SFTP.Dial(ctx)
 	if err != nil {
 		return StatResult{}, classify("stat", err)
 	}
 	defer c.Close()
+	defer context.AfterFunc(ctx, c.Abort)()
 	fi, err := c.Stat(in.RemotePath)
 	if err != nil {
 		return StatResult{}, classify("stat "+in.RemotePath, err)

@@ -122,7 +122,8 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 	var st activities.StatResult
 	// Stat and the host claim are short: local activities, run by the worker that runs this
 	// workflow, without a round trip through the server's task queues.
-	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Minute,
+	// Ten minutes: Stat may wait for a slot of the SFTP server's connection limit.
+	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Minute,
 		ScheduleToCloseTimeout: 24 * time.Hour, RetryPolicy: retry(o, o.MaxAttempts), Summary: "stat " + r.in.Job.RemotePath})
 	if err := workflow.ExecuteLocalActivity(sctx, "Stat", activities.StatInput{
 		RemotePath: r.in.Job.RemotePath, ExpectedSize: r.in.Job.Size, MinAge: o.MinAge,

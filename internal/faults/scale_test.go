@@ -58,12 +58,12 @@ func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 	}
 	t.Logf("published %d jobs over 6 partitions in %s", jobs, time.Since(start).Round(time.Millisecond))
 
-	s.waitFor("a third of the jobs", 5*time.Minute, func() bool { return s.succeeded() >= jobs/3 })
+	s.waitFor("a third of the jobs", 2*time.Minute, func() bool { return s.succeeded() >= jobs/3 })
 	killedAt := s.succeeded()
 	procs["host-b"].Kill()
 	t.Logf("SIGKILLed host-b's worker after %s, with %d of %d jobs archived", time.Since(start).Round(time.Millisecond), killedAt, jobs)
 
-	s.waitFor("every job", 8*time.Minute, func() bool { return s.succeeded() == jobs })
+	s.waitFor("every job", 4*time.Minute, func() bool { return s.succeeded() == jobs })
 	drain := time.Since(start)
 
 	var moved, onB, onA, onC int
@@ -77,12 +77,16 @@ func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 	}
 	s.ledger()
 	t.Logf("drained %d jobs in %s (%.1f jobs/s) | archived on host-a %d, host-b %d (before its death), host-c %d | "+
-		"%d jobs begun on host-b finished on another host | SFTP sessions at once: at most %d (limit %d)",
-		jobs, drain.Round(100*time.Millisecond), float64(jobs)/drain.Seconds(), onA, onB, onC, moved, srv.PeakSessions(), maxConns)
+		"%d jobs begun on host-b finished on another host | at once, the SFTP server saw at most %d sessions (limit %d) and %d files being read (job limit %d)",
+		jobs, drain.Round(100*time.Millisecond), float64(jobs)/drain.Seconds(), onA, onB, onC, moved, srv.PeakSessions(), maxConns,
+		srv.PeakFilesRead(), maxJobs)
 	if moved == 0 {
 		t.Error("no job of the killed worker moved to another host")
 	}
 	if p := srv.PeakSessions(); p > maxConns {
 		t.Errorf("the SFTP server saw %d sessions at once, limit %d", p, maxConns)
+	}
+	if p := srv.PeakFilesRead(); p > maxJobs {
+		t.Errorf("the SFTP server saw %d files read at once, job limit %d", p, maxJobs)
 	}
 }

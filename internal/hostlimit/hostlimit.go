@@ -47,7 +47,9 @@ type Limiter struct {
 	freed chan struct{} // closed (and replaced) when a slot of this worker is given back
 
 	// turn lets one waiter per kind poll PostgreSQL; the others queue behind it in this process.
-	turn map[string]chan struct{}
+	turn      map[string]chan struct{}
+	closed    bool
+	closeOnce sync.Once
 
 	stop chan struct{}
 	done chan struct{}
@@ -86,16 +88,20 @@ func New(dsn, host string, limits Limits, log *slog.Logger) *Limiter {
 	return l
 }
 
-// Close releases every slot (by closing the lock connection) and stops the limiter.
+// Close releases every slot (by closing the lock connection) and stops the limiter. Later calls
+// do nothing; a closed limiter hands out no slot.
 func (l *Limiter) Close() {
 	if l == nil {
 		return
 	}
-	close(l.stop)
-	<-l.done
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.dropLocked(nil)
+	l.closeOnce.Do(func() {
+		close(l.stop)
+		<-l.done
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		l.closed = true
+		l.dropLocked(nil)
+	})
 }
 
 // Acquire waits for a slot of kind and returns it, or returns the context's error. While
@@ -115,7 +121,7 @@ func (l *Limiter) Acquire(ctx context.Context, kind string) (*Lease, error) {
 	for {
 		l.mu.Lock()
 		freed := l.freed
-		lease, err := l.tryLocked(kind)
+		lease, err := l.tryLocked(kind, 0)
 		l.mu.Unlock()
 		if lease != nil {
 			return lease, nil
@@ -138,12 +144,26 @@ func (l *Limiter) Acquire(ctx context.Context, kind string) (*Lease, error) {
 // TryAcquire returns a slot of kind if one is free now, else nil. With no limit on kind it returns
 // a nil lease and true.
 func (l *Limiter) TryAcquire(kind string) (*Lease, bool) {
+	return l.try(kind, 0)
+}
+
+// TryAcquireSpare is TryAcquire that leaves a reserve free: an eighth of the slots, at least one.
+// A download takes its extra connections this way, so a new job's Stat and first connection
+// find a slot even while running downloads would take them all.
+func (l *Limiter) TryAcquireSpare(kind string) (*Lease, bool) {
+	if l == nil {
+		return nil, true
+	}
+	return l.try(kind, max(1, l.max(kind)/8))
+}
+
+func (l *Limiter) try(kind string, reserve int) (*Lease, bool) {
 	if l == nil || l.max(kind) <= 0 {
 		return nil, true
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	lease, _ := l.tryLocked(kind)
+	lease, _ := l.tryLocked(kind, reserve)
 	return lease, lease != nil
 }
 
@@ -178,32 +198,60 @@ func (l *Limiter) class(kind string) int32 {
 	return int32(h.Sum32())
 }
 
-// tryLocked tries the slots of kind this worker does not hold, from a random one on, and takes
-// the first that is free. Advisory locks stack within a session, so the ones held here are
-// skipped: taking one twice would count one slot for two users.
-func (l *Limiter) tryLocked(kind string) (*Lease, error) {
+// tryLocked takes a free slot of kind, from a random one on; with reserve > 0 only while more than
+// reserve slots are free. It reads which slots are taken (pg_locks) and tries the others, one
+// pg_try_advisory_lock each, so a busy server costs two statements rather than one per slot. The
+// slots this worker holds count as taken: advisory locks stack within a session, so taking one
+// twice would count one slot for two users.
+func (l *Limiter) tryLocked(kind string, reserve int) (*Lease, error) {
+	if l.closed {
+		return nil, errors.New("host limit: closed")
+	}
 	if l.conn == nil {
-		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-		c, err := pgx.Connect(ctx, l.dsn)
-		cancel()
-		if err != nil {
-			return nil, fmt.Errorf("lock connection: %w", err)
+		if err := l.connectLocked(); err != nil {
+			return nil, err
 		}
-		l.conn = c
-		l.gen++
 	}
 	n := l.max(kind)
-	class, first := l.class(kind), rand.N(n)
+	class := l.class(kind)
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	taken := map[int32]bool{}
+	for s := range l.held {
+		if s.class == class {
+			taken[s.i] = true
+		}
+	}
+	rows, err := l.conn.Query(ctx, `SELECT objid::bigint FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND objsubid = 2 AND classid::bigint = $1`, int64(uint32(class)))
+	if err == nil {
+		for rows.Next() {
+			var i int64
+			if err = rows.Scan(&i); err != nil {
+				break
+			}
+			taken[int32(i)] = true
+		}
+		rows.Close()
+		if err == nil {
+			err = rows.Err()
+		}
+	}
+	if err != nil {
+		l.dropLocked(err)
+		return nil, err
+	}
+	if n-len(taken) <= reserve {
+		return nil, nil
+	}
+	first := rand.N(n)
 	for k := range n {
 		s := slot{class, int32((first + k) % n)}
-		if l.held[s] != nil {
+		if taken[s.i] {
 			continue
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 		var ok bool
-		err := l.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", s.class, s.i).Scan(&ok)
-		cancel()
-		if err != nil {
+		if err := l.conn.QueryRow(ctx, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", s.class, s.i).Scan(&ok); err != nil {
 			l.dropLocked(err)
 			return nil, err
 		}
@@ -213,7 +261,26 @@ func (l *Limiter) tryLocked(kind string) (*Lease, error) {
 			return lease, nil
 		}
 	}
-	return nil, nil
+	return nil, nil // taken meanwhile by other workers
+}
+
+// connectLocked opens the lock connection and asks PostgreSQL to notice a dead worker host within
+// about half a minute (TCP keepalives and a user timeout): locks of a worker whose process dies go
+// at once, but those of a machine that vanishes go only when its connection is found dead.
+func (l *Limiter) connectLocked() error {
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	c, err := pgx.Connect(ctx, l.dsn)
+	if err != nil {
+		return fmt.Errorf("lock connection: %w", err)
+	}
+	if _, err := c.Exec(ctx, `SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;
+		SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000`); err != nil {
+		l.log.Warn("host limit: cannot shorten the lock connection's keepalives", "err", err)
+	}
+	l.conn = c
+	l.gen++
+	return nil
 }
 
 // dropLocked closes the lock connection after a failure (cause) or at Close (nil): PostgreSQL

@@ -2,6 +2,7 @@ package hostlimit_test
 
 import (
 	"context"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"sync"
@@ -43,7 +44,7 @@ func TestLimitsHoldAcrossWorkers(t *testing.T) {
 	ctx := context.Background()
 	var ls []*hostlimit.Limiter
 	for range 3 {
-		l := hostlimit.New(dsn, "sftp.example:22", hostlimit.Limits{Connections: 4, Jobs: 2}, nil)
+		l := hostlimit.New(dsn, "sftp.example:22", hostlimit.Limits{Connections: 4, Jobs: 2}, slog.New(slog.NewTextHandler(os.Stderr, nil)))
 		t.Cleanup(l.Close)
 		ls = append(ls, l)
 	}
@@ -84,6 +85,21 @@ func TestLimitsHoldAcrossWorkers(t *testing.T) {
 	if _, ok := ls[1].TryAcquire(hostlimit.Job); ok {
 		t.Fatal("a third job slot was handed out")
 	}
+	admin, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(ctx)
+	var locks int
+	if err := admin.QueryRow(ctx, `SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted`).Scan(&locks); err != nil || locks != 2 {
+		rows, _ := admin.Query(ctx, `SELECT pid, classid::bigint, objid::bigint FROM pg_locks WHERE locktype = 'advisory' AND granted`)
+		for rows.Next() {
+			var a, b, c int64
+			rows.Scan(&a, &b, &c)
+			t.Log(a, b, c)
+		}
+		t.Fatalf("%d advisory locks held (%v), want exactly the 2 job slots", locks, err)
+	}
 	if _, ok := ls[0].TryAcquire(hostlimit.Job); ok {
 		t.Fatal("worker 0 took a slot it already holds")
 	}
@@ -105,12 +121,7 @@ func TestLimitsHoldAcrossWorkers(t *testing.T) {
 		t.Fatal("the freed job slot did not reach the waiting worker")
 	}
 
-	// Kill worker 0's lock connection: its lease is lost, and worker 2 can take the slot.
-	admin, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close(ctx)
+	// Kill one worker's lock connection: its lease is lost, and worker 2 can take the slot.
 	var killed bool
 	if err := admin.QueryRow(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
 		WHERE locktype = 'advisory' AND granted LIMIT 1`).Scan(&killed); err != nil || !killed {
@@ -142,4 +153,29 @@ func TestLimitsHoldAcrossWorkers(t *testing.T) {
 	d.Release()
 	c.Release()
 	b.Release() // lost: a no-op
+
+	// Spare slots: of 4 connection slots, TryAcquireSpare leaves one free; TryAcquire takes it.
+	var spare []*hostlimit.Lease
+	for {
+		l, ok := ls[0].TryAcquireSpare(hostlimit.Conn)
+		if !ok {
+			break
+		}
+		spare = append(spare, l)
+	}
+	last, ok := ls[1].TryAcquire(hostlimit.Conn)
+	if len(spare) != 3 || !ok {
+		t.Fatalf("took %d spare slots (want 3), then the reserve: %v", len(spare), ok)
+	}
+	if _, ok := ls[2].TryAcquire(hostlimit.Conn); ok {
+		t.Fatal("a fifth connection slot was handed out")
+	}
+	last.Release()
+	for _, l := range spare {
+		l.Release()
+	}
+	ls[2].Close()
+	if _, ok := ls[2].TryAcquire(hostlimit.Conn); ok {
+		t.Fatal("a closed limiter handed out a slot")
+	}
 }

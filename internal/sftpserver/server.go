@@ -63,6 +63,11 @@ type Server struct {
 	accepted atomic.Int64
 	// sessions counts the SFTP sessions open now; peak the most open at once.
 	sessions, peak atomic.Int64
+	// reading counts the open read handles per file; peakFiles is the most distinct files open
+	// for reading at once (a download opens its file once per connection).
+	rmu       sync.Mutex
+	reading   map[string]int
+	peakFiles int
 }
 
 // Start listens and serves in the background until Close.
@@ -80,7 +85,7 @@ func Start(opts Options) (*Server, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.New(slog.DiscardHandler)
 	}
-	s := &Server{opts: opts, root: root, conns: map[net.Conn]struct{}{}}
+	s := &Server{opts: opts, root: root, conns: map[net.Conn]struct{}{}, reading: map[string]int{}}
 	if opts.ReadRate > 0 {
 		s.limiter = rate.NewLimiter(rate.Limit(opts.ReadRate), 256<<10)
 	}
@@ -126,8 +131,21 @@ func (s *Server) Sessions() int64 { return s.sessions.Load() }
 // the last ResetPeak.
 func (s *Server) PeakSessions() int64 { return s.peak.Load() }
 
-// ResetPeak restarts PeakSessions from the sessions open now.
-func (s *Server) ResetPeak() { s.peak.Store(s.sessions.Load()) }
+// PeakFilesRead returns the most distinct files that were open for reading at once since the
+// start, or since the last ResetPeak: the downloads the server served at once.
+func (s *Server) PeakFilesRead() int {
+	s.rmu.Lock()
+	defer s.rmu.Unlock()
+	return s.peakFiles
+}
+
+// ResetPeak restarts PeakSessions and PeakFilesRead from what is open now.
+func (s *Server) ResetPeak() {
+	s.peak.Store(s.sessions.Load())
+	s.rmu.Lock()
+	s.peakFiles = len(s.reading)
+	s.rmu.Unlock()
+}
 
 // DropConnections closes every open connection, as a server that goes away would; new ones are
 // still accepted.
@@ -206,12 +224,14 @@ func (s *Server) serveConn(c net.Conn) {
 			defer ch.Close()
 			for req := range creqs {
 				ok := req.Type == "subsystem" && len(req.Payload) >= 4 && string(req.Payload[4:]) == "sftp"
+				if ok { // counted before the client learns the session is open
+					n := s.sessions.Add(1)
+					for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
+					}
+				}
 				req.Reply(ok, nil)
 				if !ok {
 					continue
-				}
-				n := s.sessions.Add(1)
-				for p := s.peak.Load(); n > p && !s.peak.CompareAndSwap(p, n); p = s.peak.Load() {
 				}
 				srv := sftp.NewRequestServer(ch, s.handlers())
 				if err := srv.Serve(); err != nil && !errors.Is(err, io.EOF) {
@@ -243,16 +263,23 @@ func rel(p string) string {
 }
 
 func (h *rootHandler) Fileread(r *sftp.Request) (io.ReaderAt, error) {
-	f, err := h.s.root.Open(rel(r.Filepath))
+	name := rel(r.Filepath)
+	f, err := h.s.root.Open(name)
 	if err != nil {
 		return nil, err
 	}
-	return &countingReader{f: f, s: h.s}, nil
+	h.s.rmu.Lock()
+	h.s.reading[name]++
+	h.s.peakFiles = max(h.s.peakFiles, len(h.s.reading))
+	h.s.rmu.Unlock()
+	return &countingReader{f: f, s: h.s, name: name}, nil
 }
 
 type countingReader struct {
-	f *os.File
-	s *Server
+	f    *os.File
+	s    *Server
+	name string
+	once sync.Once
 }
 
 func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
@@ -268,7 +295,16 @@ func (c *countingReader) ReadAt(p []byte, off int64) (int, error) {
 	return n, err
 }
 
-func (c *countingReader) Close() error { return c.f.Close() }
+func (c *countingReader) Close() error {
+	c.once.Do(func() {
+		c.s.rmu.Lock()
+		if c.s.reading[c.name]--; c.s.reading[c.name] <= 0 {
+			delete(c.s.reading, c.name)
+		}
+		c.s.rmu.Unlock()
+	})
+	return c.f.Close()
+}
 
 func (h *rootHandler) Filewrite(r *sftp.Request) (io.WriterAt, error) {
 	flags := os.O_WRONLY | os.O_CREATE
