@@ -355,3 +355,37 @@ func TestHostLimitsHoldAcrossWorkers(t *testing.T) {
 		}
 	}
 }
+
+// Small runs the four host steps in one activity; a retry after the file was promoted (an upload
+// that failed) reuses it instead of downloading again; a wrong MD5 fails in step verify.
+func TestSmallFileInOneActivity(t *testing.T) {
+	b := setup(t)
+	const size = 300<<10 + 5
+	sum := b.env.WriteFile(t, "small/s.bin", size, 11)
+	in := activities.SmallInput{JobID: "small-s", RemotePath: "/small/s.bin", Size: size, RangeSize: 1 << 20, MD5: sum, Key: "small/s.bin"}
+	v, err := b.actEnv().ExecuteActivity(b.tr.Small, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r activities.SmallResult
+	v.Get(&r)
+	if r.Reused || r.MD5 != sum || r.Download.Fetched != size || r.Upload.Key != "small/s.bin" || r.Upload.Skipped {
+		t.Fatalf("first run %+v", r)
+	}
+	fetched := b.env.Stack.SFTP.Server.BytesSent()
+	v, err = b.actEnv().ExecuteActivity(b.tr.Small, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Get(&r)
+	if !r.Reused || !r.Upload.Skipped || b.env.Stack.SFTP.Server.BytesSent() != fetched {
+		t.Fatalf("second run %+v, %d more bytes fetched", r, b.env.Stack.SFTP.Server.BytesSent()-fetched)
+	}
+
+	bad := in
+	bad.JobID, bad.Key, bad.MD5 = "small-bad", "small/bad.bin", "0123456789abcdef0123456789abcdef"
+	_, err = b.actEnv().ExecuteActivity(b.tr.Small, bad)
+	if errType(err) != activities.ErrTypeChecksumMismatch || activities.FailedStep(err) != "verify" {
+		t.Fatalf("wrong md5: %v (step %q)", err, activities.FailedStep(err))
+	}
+}

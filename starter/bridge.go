@@ -257,5 +257,6 @@ func WorkflowOptions(cfg config.Config) workflows.Options {
 		MinAge: t.MinAge.D(), HeartbeatTimeout: t.HeartbeatTimeout.D(), HostTimeout: t.HostTimeout.D(),
 		RetryInterval: t.RetryInterval.D(), MaxAttempts: t.MaxAttempts, VerifyAttempts: t.VerifyAttempts,
 		HostMoves: t.HostMoves, RangeSize: int64(t.RangeSize), Connections: t.Connections, Bucket: cfg.S3.Bucket,
+		SmallFile: int64(t.SmallFile),
 	}
 }

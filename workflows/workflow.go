@@ -40,6 +40,8 @@ type Options struct {
 	RangeSize      int64
 	Connections    int
 	Bucket         string
+	// SmallFile: files up to this size run their host-bound steps as one activity (Small); 0: never.
+	SmallFile int64
 }
 
 // Input is the workflow's argument: the validated job, the original message for the dead-letter
@@ -165,6 +167,9 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		base.HeartbeatTimeout = o.HeartbeatTimeout
 		return withOpts(ctx, base, retry(o, maxAttempts))
 	}
+	if o.SmallFile > 0 && st.Size <= o.SmallFile {
+		return r.smallSteps(ctx, claim, st, host)
+	}
 	var sum string
 	for round := 1; ; round++ {
 		r.status.Stage, r.status.Round = "download", round
@@ -245,6 +250,90 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		return "audit", err
 	}
 	return "", nil
+}
+
+// smallSteps runs the host-bound steps of a small file as one activity, and records the same audit
+// events as hostSteps. A checksum mismatch downloads again, as there.
+func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st activities.StatResult,
+	host func(workflow.ActivityOptions, int) workflow.Context) (string, error) {
+	o := r.in.Options
+	for round := 1; ; round++ {
+		r.status.Stage, r.status.Round = "download", round
+		if err := r.record(ctx, "download", "started", audit.StatusDownloading, func(ev *audit.Event) {
+			ev.Host, ev.Started = claim.HostID, true
+			ev.SizeKnown, ev.Size = true, st.Size
+			ev.Detail = fmt.Sprintf("round %d on %s, all steps in one activity", round, claim.HostID)
+		}); err != nil {
+			return "audit", err
+		}
+		var sr activities.SmallResult
+		err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour,
+			Summary: fmt.Sprintf("download, verify, promote and upload %s (%d bytes) on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)},
+			o.MaxAttempts),
+			a.Small, activities.SmallInput{JobID: r.in.Job.ID, RemotePath: r.in.Job.RemotePath, Size: st.Size,
+				RangeSize: o.RangeSize, Connections: o.Connections, MD5: r.in.Job.MD5, Key: r.in.Job.Key()}).Get(ctx, &sr)
+		if err != nil {
+			r.attempts += attemptsOf(err, o.MaxAttempts)
+			stage := activities.FailedStep(err)
+			if stage == "" {
+				stage = "download"
+			}
+			// The steps before the failed one succeeded: the audit trail says so, as for large files.
+			for _, done := range []string{"download", "verify", "promote"} {
+				if done == stage {
+					break
+				}
+				if err := r.record(ctx, done, "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
+					ev.Detail = "in the same activity as " + stage + ", which failed"
+				}); err != nil {
+					return "audit", err
+				}
+			}
+			if errorType(err) != activities.ErrTypeChecksumMismatch || round >= max(o.VerifyAttempts, 1) {
+				return stage, err
+			}
+			if err := r.record(ctx, "verify", "failed", audit.StatusDownloading, func(ev *audit.Event) {
+				ev.Error = errorMessage(err)
+				ev.Detail = "downloading again"
+			}); err != nil {
+				return "audit", err
+			}
+			continue
+		}
+		dl := sr.Download
+		r.attempts += max(int(dl.Attempt), 1)
+		r.res.Download, r.res.MD5 = dl, sr.MD5
+		r.status.Stage = "upload"
+		if err := r.record(ctx, "download", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
+			ev.BytesPerSec = dl.BytesPerSec
+			ev.Detail = fmt.Sprintf("%d bytes in %.3fs (fetched %d, resumed %d) over %d connections, attempt %d",
+				dl.Size, dl.Seconds, dl.Fetched, dl.Resumed, dl.Connections, dl.Attempt)
+			if sr.Reused {
+				ev.Detail = "verified and promoted by an earlier attempt"
+			}
+		}); err != nil {
+			return "audit", err
+		}
+		if err := r.record(ctx, "verify", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
+			ev.MD5Actual = sr.MD5
+		}); err != nil {
+			return "audit", err
+		}
+		if err := r.record(ctx, "promote", "succeeded", audit.StatusUploading, nil); err != nil {
+			return "audit", err
+		}
+		up := sr.Upload
+		r.res.Bucket, r.res.Key, r.res.UploadSkipped = up.Bucket, up.Key, up.Skipped
+		if err := r.record(ctx, "upload", "succeeded", audit.StatusSucceeded, func(ev *audit.Event) {
+			ev.S3Bucket, ev.S3Key, ev.Finished = up.Bucket, up.Key, true
+			if up.Skipped {
+				ev.Detail = "object already present with this md5"
+			}
+		}); err != nil {
+			return "audit", err
+		}
+		return "", nil
+	}
 }
 
 // deadLetter publishes a job that failed for good and records it; it returns the workflow's error.

@@ -156,3 +156,65 @@ func equal(a, b []string) bool {
 	}
 	return true
 }
+
+func smallInput() Input {
+	in := input()
+	in.Options.SmallFile = 10
+	return in
+}
+
+func TestSmallFileOneActivity(t *testing.T) {
+	f := setup(t)
+	smalls := 0
+	f.env.OnActivity(a.Small, mockAny, mockAny).Return(func(_ context.Context, in activities.SmallInput) (activities.SmallResult, error) {
+		smalls++
+		if in.Key != "in/a.bin" || in.MD5 != input().Job.MD5 || in.Size != 10 {
+			t.Errorf("small input %+v", in)
+		}
+		return activities.SmallResult{Download: activities.DownloadResult{Size: 10, Fetched: 10, Attempt: 1}, MD5: in.MD5,
+			Upload: activities.UploadResult{Bucket: "b", Key: "in/a.bin"}}, nil
+	})
+	f.env.ExecuteWorkflow(Name, smallInput())
+	if err := f.env.GetWorkflowError(); err != nil {
+		t.Fatal(err)
+	}
+	var r Result
+	if err := f.env.GetWorkflowResult(&r); err != nil {
+		t.Fatal(err)
+	}
+	if smalls != 1 || r.Key != "in/a.bin" || r.MD5 != input().Job.MD5 || r.Bucket != "b" || r.Download.Fetched != 10 {
+		t.Fatalf("%d Small activities, result %+v", smalls, r)
+	}
+	want := []string{"queued:started:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
+		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED"}
+	if !equal(f.statuses, want) {
+		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
+	}
+}
+
+func TestSmallFileChecksumMismatchThenUploadFailure(t *testing.T) {
+	f := setup(t)
+	smalls := 0
+	f.env.OnActivity(a.Small, mockAny, mockAny).Return(func(context.Context, activities.SmallInput) (activities.SmallResult, error) {
+		smalls++
+		return activities.SmallResult{}, temporal.NewApplicationErrorWithOptions("md5 x, job says y", activities.ErrTypeChecksumMismatch,
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{"verify"}})
+	})
+	f.env.ExecuteWorkflow(Name, smallInput())
+	if smalls != 2 {
+		t.Fatalf("%d Small activities, want 2 (verify_attempts)", smalls)
+	}
+	if len(f.dead) != 1 || f.dead[0].Stage != "verify" || f.dead[0].ErrorType != activities.ErrTypeChecksumMismatch ||
+		f.dead[0].Reason != "md5 x, job says y" {
+		t.Fatalf("dead letters %+v", f.dead)
+	}
+
+	f = setup(t)
+	f.env.OnActivity(a.Small, mockAny, mockAny).Return(activities.SmallResult{},
+		temporal.NewApplicationErrorWithOptions("bucket gone", "NoSuchBucket",
+			temporal.ApplicationErrorOptions{NonRetryable: true, Details: []any{"upload"}}))
+	f.env.ExecuteWorkflow(Name, smallInput())
+	if len(f.dead) != 1 || f.dead[0].Stage != "upload" || f.dead[0].ErrorType != "NoSuchBucket" {
+		t.Fatalf("dead letters %+v", f.dead)
+	}
+}

@@ -142,6 +142,9 @@ type Transfer struct {
 	RetryInterval  Duration `toml:"retry_interval" env:"RETRY_INTERVAL"`
 	// HostMoves bounds how often a job may move to another host.
 	HostMoves int `toml:"host_moves" env:"HOST_MOVES"`
+	// SmallFile: files up to this size run download, verify, promote and upload as one activity,
+	// saving three task round trips through Temporal; 0 turns it off.
+	SmallFile ByteSize `toml:"small_file" env:"SMALL_FILE"`
 }
 
 // S3 is the destination bucket.
@@ -243,6 +246,7 @@ func Default() Config {
 			VerifyAttempts:   2,
 			RetryInterval:    Duration(time.Second),
 			HostMoves:        3,
+			SmallFile:        4 << 20,
 		},
 		S3: S3{
 			Endpoint:    "http://127.0.0.1:9000",

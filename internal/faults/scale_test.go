@@ -70,7 +70,7 @@ func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 	pool := s.store.Pool()
 	if err := pool.QueryRow(s.ctx, `SELECT
 		count(*) FILTER (WHERE host <> 'host-b' AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id
-			AND e.step = 'download' AND e.outcome = 'started' AND e.detail LIKE '% on host-b')),
+			AND e.step = 'download' AND e.outcome = 'started' AND e.detail LIKE '% on host-b%')),
 		count(*) FILTER (WHERE host = 'host-b'), count(*) FILTER (WHERE host = 'host-a'), count(*) FILTER (WHERE host = 'host-c')
 		FROM jobs j WHERE status = 'SUCCEEDED'`).Scan(&moved, &onB, &onA, &onC); err != nil {
 		t.Fatal(err)
