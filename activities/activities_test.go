@@ -382,6 +382,18 @@ func TestSmallFileInOneActivity(t *testing.T) {
 		t.Fatalf("second run %+v, %d more bytes fetched", r, b.env.Stack.SFTP.Server.BytesSent()-fetched)
 	}
 
+	// Without an MD5 to vouch for it, the promoted file is not reused: it is fetched again.
+	noSum := in
+	noSum.MD5 = ""
+	v, err = b.actEnv().ExecuteActivity(b.tr.Small, noSum)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Get(&r)
+	if r.Reused || b.env.Stack.SFTP.Server.BytesSent() < fetched+size || r.MD5 != sum {
+		t.Fatalf("run without md5 %+v, %d more bytes fetched", r, b.env.Stack.SFTP.Server.BytesSent()-fetched)
+	}
+
 	bad := in
 	bad.JobID, bad.Key, bad.MD5 = "small-bad", "small/bad.bin", "0123456789abcdef0123456789abcdef"
 	_, err = b.actEnv().ExecuteActivity(b.tr.Small, bad)

@@ -7,7 +7,9 @@ import (
 	"errors"
 	"io"
 	"io/fs"
+	"reflect"
 
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -39,14 +41,23 @@ type SmallResult struct {
 // the host queue instead of four, for files that take less time to move than the round trips
 // between four activities. Each step behaves as on its own. A failure names its step in the
 // ApplicationError's details (see FailedStep); a retry that finds the file already promoted (same
-// size, and the job's MD5 when it gave one) goes straight to the upload.
+// size and the job's MD5; never without one) goes straight to the upload.
 func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error) {
 	var res SmallResult
-	if _, err := a.Staging.Stat(StagingName(in.JobID)); errors.Is(err, fs.ErrNotExist) {
+	// Reuse only what the job's own MD5 vouches for: without one, a file left under the same key
+	// (by an earlier job, before the remote file changed) could pass for this job's.
+	if _, err := a.Staging.Stat(StagingName(in.JobID)); errors.Is(err, fs.ErrNotExist) && in.MD5 != "" {
 		if fi, err := a.Completed.Stat(in.Key); err == nil && fi.Mode().IsRegular() && fi.Size() == in.Size {
-			if sum, err := a.completedMD5(in.Key); err == nil && (in.MD5 == "" || sum == in.MD5) {
+			if sum, err := a.completedMD5(in.Key); err == nil && sum == in.MD5 {
 				res.MD5, res.Reused = sum, true
 			}
+		}
+	}
+	// Between the steps the activity heartbeats its step, so the heartbeat timeout covers each
+	// step on its own (Download's own heartbeats carry its ranges).
+	step := func(name string) {
+		if activity.IsActivity(ctx) {
+			activity.RecordHeartbeat(ctx, smallStep{Step: name})
 		}
 	}
 	if !res.Reused {
@@ -56,21 +67,29 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 			return res, inStep(ctx, "download", err)
 		}
 		res.Download = dl
+		step("verify")
 		vr, err := a.Verify(ctx, VerifyInput{JobID: in.JobID, MD5: in.MD5, Size: in.Size})
 		if err != nil {
 			return res, inStep(ctx, "verify", err)
 		}
 		res.MD5 = vr.MD5
+		step("promote")
 		if _, err := a.Promote(ctx, PromoteInput{JobID: in.JobID, Key: in.Key, Size: in.Size}); err != nil {
 			return res, inStep(ctx, "promote", err)
 		}
 	}
+	step("upload")
 	up, err := a.Upload(ctx, UploadInput{JobID: in.JobID, Key: in.Key, MD5: res.MD5, Size: in.Size})
 	if err != nil {
 		return res, inStep(ctx, "upload", err)
 	}
 	res.Upload = up
 	return res, nil
+}
+
+// smallStep is Small's heartbeat between steps.
+type smallStep struct {
+	Step string `json:"small_step"`
 }
 
 func (a *Transfer) completedMD5(key string) (string, error) {
@@ -92,7 +111,7 @@ func inStep(ctx context.Context, step string, err error) error {
 		return err // cancelled or timed out: the SDK reports it as such
 	}
 	opts := temporal.ApplicationErrorOptions{Cause: err, Details: []any{step}}
-	typ, msg := "", err.Error()
+	typ, msg := goTypeName(err), err.Error()
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) {
 		typ, msg = app.Type(), app.Message()
@@ -110,4 +129,14 @@ func FailedStep(err error) string {
 		return step
 	}
 	return ""
+}
+
+// goTypeName is the error's Go type name without package or pointer, the type the SDK gives an
+// error that is not an ApplicationError.
+func goTypeName(err error) string {
+	t := reflect.TypeOf(err)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.Name()
 }

@@ -167,7 +167,10 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		base.HeartbeatTimeout = o.HeartbeatTimeout
 		return withOpts(ctx, base, retry(o, maxAttempts))
 	}
-	if o.SmallFile > 0 && st.Size <= o.SmallFile {
+	// The version marker keeps histories made before small files ran as one activity replaying on
+	// their four activities.
+	if o.SmallFile > 0 && st.Size <= o.SmallFile &&
+		workflow.GetVersion(ctx, "small-file-one-activity", workflow.DefaultVersion, 1) == 1 {
 		return r.smallSteps(ctx, claim, st, host)
 	}
 	var sum string
@@ -279,11 +282,12 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 				stage = "download"
 			}
 			// The steps before the failed one succeeded: the audit trail says so, as for large files.
-			for _, done := range []string{"download", "verify", "promote"} {
-				if done == stage {
+			for _, done := range []struct{ step, status string }{{"download", audit.StatusVerifying},
+				{"verify", audit.StatusVerifying}, {"promote", audit.StatusUploading}} {
+				if done.step == stage {
 					break
 				}
-				if err := r.record(ctx, done, "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
+				if err := r.record(ctx, done.step, "succeeded", done.status, func(ev *audit.Event) {
 					ev.Detail = "in the same activity as " + stage + ", which failed"
 				}); err != nil {
 					return "audit", err
