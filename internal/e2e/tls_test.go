@@ -138,7 +138,9 @@ func TestEverythingOverTLS(t *testing.T) {
 		if c, err := workers.Dial(ctx, bad, log); err == nil {
 			c.Close()
 			t.Error("Temporal: connected without a client certificate")
-		} else if !strings.Contains(err.Error(), "certificate") {
+		} else if !strings.Contains(err.Error(), "certificate") && !strings.Contains(err.Error(), "connection reset") {
+			// With TLS 1.3 the server checks the client's certificate after the client has finished
+			// its handshake: the refusal may reach the client as a reset connection.
 			t.Errorf("Temporal, no client certificate: %v", err)
 		}
 		bad = cfg.Temporal
