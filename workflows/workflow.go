@@ -176,11 +176,7 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 	var sum string
 	for round := 1; ; round++ {
 		r.status.Stage, r.status.Round = "download", round
-		if err := r.record(ctx, "download", "started", audit.StatusDownloading, func(ev *audit.Event) {
-			ev.Host, ev.Started = claim.HostID, true
-			ev.SizeKnown, ev.Size = true, st.Size
-			ev.Detail = fmt.Sprintf("round %d on %s", round, claim.HostID)
-		}); err != nil {
+		if err := r.recordDownloadStarted(ctx, claim, st.Size, round, ""); err != nil {
 			return "audit", err
 		}
 		var dl activities.DownloadResult
@@ -195,11 +191,7 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		r.attempts += int(dl.Attempt)
 		r.res.Download = dl
 		r.status.Stage = "verify"
-		if err := r.record(ctx, "download", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
-			ev.BytesPerSec = dl.BytesPerSec
-			ev.Detail = fmt.Sprintf("%d bytes in %.3fs (fetched %d, resumed %d) over %d connections, attempt %d",
-				dl.Size, dl.Seconds, dl.Fetched, dl.Resumed, dl.Connections, dl.Attempt)
-		}); err != nil {
+		if err := r.recordDownloaded(ctx, dl, false); err != nil {
 			return "audit", err
 		}
 		var vr activities.VerifyResult
@@ -213,10 +205,7 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		if errorType(err) != activities.ErrTypeChecksumMismatch || round >= max(o.VerifyAttempts, 1) {
 			return "verify", err
 		}
-		if err := r.record(ctx, "verify", "failed", audit.StatusDownloading, func(ev *audit.Event) {
-			ev.Error = errorMessage(err)
-			ev.Detail = "downloading again"
-		}); err != nil {
+		if err := r.recordDownloadAgain(ctx, err); err != nil {
 			return "audit", err
 		}
 	}
@@ -244,12 +233,7 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		return "upload", err
 	}
 	r.res.Bucket, r.res.Key, r.res.UploadSkipped = up.Bucket, up.Key, up.Skipped
-	if err := r.record(ctx, "upload", "succeeded", audit.StatusSucceeded, func(ev *audit.Event) {
-		ev.S3Bucket, ev.S3Key, ev.Finished = up.Bucket, up.Key, true
-		if up.Skipped {
-			ev.Detail = "object already present with this md5"
-		}
-	}); err != nil {
+	if err := r.recordUploaded(ctx, up); err != nil {
 		return "audit", err
 	}
 	return "", nil
@@ -262,11 +246,7 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 	o := r.in.Options
 	for round := 1; ; round++ {
 		r.status.Stage, r.status.Round = "download", round
-		if err := r.record(ctx, "download", "started", audit.StatusDownloading, func(ev *audit.Event) {
-			ev.Host, ev.Started = claim.HostID, true
-			ev.SizeKnown, ev.Size = true, st.Size
-			ev.Detail = fmt.Sprintf("round %d on %s, all steps in one activity", round, claim.HostID)
-		}); err != nil {
+		if err := r.recordDownloadStarted(ctx, claim, st.Size, round, ", all steps in one activity"); err != nil {
 			return "audit", err
 		}
 		var sr activities.SmallResult
@@ -296,10 +276,7 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 			if errorType(err) != activities.ErrTypeChecksumMismatch || round >= max(o.VerifyAttempts, 1) {
 				return stage, err
 			}
-			if err := r.record(ctx, "verify", "failed", audit.StatusDownloading, func(ev *audit.Event) {
-				ev.Error = errorMessage(err)
-				ev.Detail = "downloading again"
-			}); err != nil {
+			if err := r.recordDownloadAgain(ctx, err); err != nil {
 				return "audit", err
 			}
 			continue
@@ -308,14 +285,7 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 		r.attempts += max(int(dl.Attempt), 1)
 		r.res.Download, r.res.MD5 = dl, sr.MD5
 		r.status.Stage = "upload"
-		if err := r.record(ctx, "download", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
-			ev.BytesPerSec = dl.BytesPerSec
-			ev.Detail = fmt.Sprintf("%d bytes in %.3fs (fetched %d, resumed %d) over %d connections, attempt %d",
-				dl.Size, dl.Seconds, dl.Fetched, dl.Resumed, dl.Connections, dl.Attempt)
-			if sr.Reused {
-				ev.Detail = "verified and promoted by an earlier attempt"
-			}
-		}); err != nil {
+		if err := r.recordDownloaded(ctx, dl, sr.Reused); err != nil {
 			return "audit", err
 		}
 		if err := r.record(ctx, "verify", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
@@ -328,16 +298,49 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 		}
 		up := sr.Upload
 		r.res.Bucket, r.res.Key, r.res.UploadSkipped = up.Bucket, up.Key, up.Skipped
-		if err := r.record(ctx, "upload", "succeeded", audit.StatusSucceeded, func(ev *audit.Event) {
-			ev.S3Bucket, ev.S3Key, ev.Finished = up.Bucket, up.Key, true
-			if up.Skipped {
-				ev.Detail = "object already present with this md5"
-			}
-		}); err != nil {
+		if err := r.recordUploaded(ctx, up); err != nil {
 			return "audit", err
 		}
 		return "", nil
 	}
+}
+
+// The audit events both host paths (four activities, or Small) record alike.
+
+func (r *run) recordDownloadStarted(ctx workflow.Context, claim activities.HostClaim, size int64, round int, how string) error {
+	return r.record(ctx, "download", "started", audit.StatusDownloading, func(ev *audit.Event) {
+		ev.Host, ev.Started = claim.HostID, true
+		ev.SizeKnown, ev.Size = true, size
+		ev.Detail = fmt.Sprintf("round %d on %s", round, claim.HostID) + how
+	})
+}
+
+func (r *run) recordDownloaded(ctx workflow.Context, dl activities.DownloadResult, reused bool) error {
+	return r.record(ctx, "download", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
+		ev.BytesPerSec = dl.BytesPerSec
+		ev.Detail = fmt.Sprintf("%d bytes in %.3fs (fetched %d, resumed %d) over %d connections, attempt %d",
+			dl.Size, dl.Seconds, dl.Fetched, dl.Resumed, dl.Connections, dl.Attempt)
+		if reused {
+			ev.Detail = "verified and promoted by an earlier attempt"
+		}
+	})
+}
+
+// recordDownloadAgain records a checksum mismatch that sends the job to another download round.
+func (r *run) recordDownloadAgain(ctx workflow.Context, mismatch error) error {
+	return r.record(ctx, "verify", "failed", audit.StatusDownloading, func(ev *audit.Event) {
+		ev.Error = errorMessage(mismatch)
+		ev.Detail = "downloading again"
+	})
+}
+
+func (r *run) recordUploaded(ctx workflow.Context, up activities.UploadResult) error {
+	return r.record(ctx, "upload", "succeeded", audit.StatusSucceeded, func(ev *audit.Event) {
+		ev.S3Bucket, ev.S3Key, ev.Finished = up.Bucket, up.Key, true
+		if up.Skipped {
+			ev.Detail = "object already present with this md5"
+		}
+	})
 }
 
 // deadLetter publishes a job that failed for good and records it; it returns the workflow's error.
