@@ -73,7 +73,7 @@ func waitFor(ctx context.Context, p *proc, timeout time.Duration, check func(con
 	var last error
 	for {
 		if p != nil && p.exited() {
-			return fmt.Errorf("%s exited: %v (last check: %v)", p.name, p.err, last)
+			return fmt.Errorf("%s %w: %v (last check: %v)", p.name, errExited, p.err, last)
 		}
 		if last = check(ctx); last == nil {
 			return nil
@@ -151,4 +151,5 @@ func FindBin(binDir, name string) (string, error) {
 	return "", fmt.Errorf("%s not found in %s or PATH: run `make tools`", name, strings.Join(dirs[:min(len(dirs), 3)], ", "))
 }
 
-var errNotReady = errors.New("not ready")
+// errExited marks a server that ended before it was ready.
+var errExited = errors.New("exited")

@@ -2,7 +2,11 @@ package devstack
 
 import (
 	"context"
+	"io"
 	"os"
+	"path/filepath"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -70,4 +74,45 @@ type testWriter struct{ t *testing.T }
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Logf("%s", p)
 	return len(p), nil
+}
+
+// A dev server that dies while starting (as when a port it picked was taken meanwhile) is started
+// again: the first start here is a program that exits at once, the second the real server.
+func TestTemporalStartedAgainAfterEarlyExit(t *testing.T) {
+	bin, err := FindBin("", "temporal")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	wrapper := filepath.Join(dir, "temporal")
+	script := "#!/bin/sh\nif [ ! -e " + dir + "/started ]; then touch " + dir + "/started; echo 'listen tcp: address already in use' >&2; exit 2; fi\nexec " + bin + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	var log strings.Builder
+	w := &syncWriter{w: &log}
+	tp, err := StartTemporal(ctx, TemporalOptions{Bin: wrapper, Headless: true, Log: w})
+	if err != nil {
+		t.Fatalf("second start: %v", err)
+	}
+	defer tp.Stop()
+	w.mu.Lock()
+	said := log.String()
+	w.mu.Unlock()
+	if !strings.Contains(said, "starting it again on fresh ports") {
+		t.Fatalf("log does not say the server was started again:\n%s", said)
+	}
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (s *syncWriter) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.w.Write(p)
 }

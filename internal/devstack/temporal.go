@@ -4,6 +4,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/searchattr"
 
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -33,8 +34,28 @@ type TemporalOptions struct {
 	Log      io.Writer
 }
 
-// StartTemporal starts the dev server and waits until its frontend answers.
+// StartTemporal starts the dev server and waits until its frontend answers. The dev server picks
+// some of its internal ports itself, and a port free a moment ago can be taken before it binds it:
+// when the server exits before it answers, it is started again on fresh ports (ports the caller
+// chose are kept).
 func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
+	var err error
+	for attempt := 1; ; attempt++ {
+		var t *Temporal
+		t, err = startTemporalOnce(ctx, o)
+		if err == nil {
+			return t, nil
+		}
+		if !errors.Is(err, errExited) || attempt == 3 || ctx.Err() != nil {
+			return nil, err
+		}
+		if o.Log != nil {
+			fmt.Fprintf(o.Log, "devstack: temporal exited while starting (%v); starting it again on fresh ports\n", err)
+		}
+	}
+}
+
+func startTemporalOnce(ctx context.Context, o TemporalOptions) (*Temporal, error) {
 	var err error
 	if o.Port, err = portOrFree(o.Port); err != nil {
 		return nil, err
