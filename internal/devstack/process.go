@@ -93,14 +93,28 @@ func nameOf(p *proc) string {
 	return p.name
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago. Like the Temporal dev server's
+// own port picker, it leaves the port in TIME_WAIT (a connection closed from the listening side), so
+// the kernel does not hand it out again to another bind(:0) for a while; servers that set
+// SO_REUSEADDR (Go, PostgreSQL) can still listen on it.
 func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
 	}
 	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
+	addr := l.Addr().(*net.TCPAddr)
+	c, err := net.DialTCP("tcp", nil, addr)
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	defer c.Close()
+	s, err := l.Accept()
+	if err != nil {
+		return 0, fmt.Errorf("free port: %w", err)
+	}
+	s.Close() // the listening side closes first and keeps the TIME_WAIT
+	return addr.Port, nil
 }
 
 func portOrFree(p int) (int, error) {
