@@ -26,6 +26,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/metrics"
+	"github.com/kafkasync/kafkasync/internal/startreport"
 	"github.com/kafkasync/kafkasync/workflows"
 )
 
@@ -123,7 +124,8 @@ func (b *Bridge) handle(ctx context.Context, msg *sarama.ConsumerMessage) error 
 }
 
 // start starts the job's workflow. duplicate is true when a run for this job already exists
-// (running, or completed successfully).
+// (running, or completed successfully). A running one is told apart only with a client dialed by
+// workers.Dial (startreport.Interceptor); other clients count it as started.
 func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessage) (duplicate bool, err error) {
 	opts := client.StartWorkflowOptions{
 		ID:                       j.WorkflowID(),
@@ -147,6 +149,7 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 		SourcePartition: msg.Partition, SourceOffset: msg.Offset, Options: b.Options}
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
+	sctx, report := startreport.Watch(sctx)
 	_, err = b.Temporal.ExecuteWorkflow(sctx, opts, workflows.Name, in)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
@@ -154,6 +157,9 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 	}
 	if err != nil {
 		return false, fmt.Errorf("start workflow %s: %w", opts.ID, err)
+	}
+	if isNew, known := report(); known && !isNew {
+		return true, nil // this job is running: the message is a redelivery
 	}
 	return false, nil
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
+	"github.com/kafkasync/kafkasync/internal/startreport"
 	"github.com/kafkasync/kafkasync/workflows"
 )
 
@@ -38,6 +39,8 @@ func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.C
 		HostPort: c.Address, Namespace: c.Namespace, Logger: sdklog.NewStructuredLogger(logger),
 		MetricsHandler: metrics.Temporal(logger),
 	}
+	// The bridge learns from it whether a start made a new run or found one running.
+	opts.ConnectionOptions.DialOptions = append(opts.ConnectionOptions.DialOptions, startreport.Interceptor())
 	if c.TLS.Enable {
 		tc, err := c.TLS.ClientConfig()
 		if err != nil {

@@ -38,6 +38,9 @@ type pipeline struct {
 	client client.Client
 	store  *audit.Store
 	prod   sarama.SyncProducer
+
+	mu     sync.Mutex
+	starts map[string][]bool // per job: the bridge's duplicate flag of each accepted start
 }
 
 func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
@@ -79,8 +82,14 @@ func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
 			}
 		}()
 	}
+	p := &pipeline{env: env, client: c, store: store, prod: prod, starts: map[string][]bool{}}
 	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: starter.WorkflowOptions(cfg),
-		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: time.Second, RemoteHost: "127.0.0.1"}
+		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: time.Second, RemoteHost: "127.0.0.1",
+		OnStarted: func(id string, dup bool) {
+			p.mu.Lock()
+			defer p.mu.Unlock()
+			p.starts[id] = append(p.starts[id], dup)
+		}}
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
@@ -88,7 +97,7 @@ func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
 			t.Errorf("bridge: %v", err)
 		}
 	}()
-	return &pipeline{env: env, client: c, store: store, prod: prod}
+	return p
 }
 
 func (p *pipeline) publish(t *testing.T, key, value string) {
@@ -225,6 +234,13 @@ func TestPipelineEndToEnd(t *testing.T) {
 	var events int
 	if err := p.store.Pool().QueryRow(ctx, `SELECT count(*) FROM job_events WHERE job_id = $1 AND step = 'upload' AND outcome = 'succeeded'`, good[5].id).Scan(&events); err != nil || events != 1 {
 		t.Fatalf("redelivered job has %d upload events (err %v), want 1", events, err)
+	}
+	// The bridge counted the redelivery as a duplicate, whether the job was still running then or done.
+	p.mu.Lock()
+	starts := p.starts[good[5].id]
+	p.mu.Unlock()
+	if len(starts) != 2 || starts[0] || !starts[1] {
+		t.Fatalf("bridge starts of the redelivered job (duplicate flags): %v, want [false true]", starts)
 	}
 
 	// The search attributes find the jobs in Temporal, as the Web UI and `temporal workflow list` do.
