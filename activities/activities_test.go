@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"golang.org/x/crypto/ssh"
@@ -363,7 +365,24 @@ func TestSmallFileInOneActivity(t *testing.T) {
 	const size = 300<<10 + 5
 	sum := b.env.WriteFile(t, "small/s.bin", size, 11)
 	in := activities.SmallInput{JobID: "small-s", RemotePath: "/small/s.bin", Size: size, RangeSize: 1 << 20, MD5: sum, Key: "small/s.bin"}
-	v, err := b.actEnv().ExecuteActivity(b.tr.Small, in)
+	e := b.actEnv()
+	// Every heartbeat names its step after its own details: what TimedOutStep reads from a timeout.
+	// The SDK sends the first heartbeat and batches the rest (it sends the last of them when the
+	// batch ends, or drops them when the activity ends first), so here only the first is seen.
+	var steps []string
+	e.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) {
+		var first converter.RawValue
+		var s struct {
+			Step string `json:"small_step"`
+		}
+		if err := d.Get(&first, &s); err != nil || s.Step == "" {
+			t.Errorf("heartbeat without a step (%v)", err)
+		}
+		if len(steps) == 0 || steps[len(steps)-1] != s.Step {
+			steps = append(steps, s.Step)
+		}
+	})
+	v, err := e.ExecuteActivity(b.tr.Small, in)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -371,6 +390,9 @@ func TestSmallFileInOneActivity(t *testing.T) {
 	v.Get(&r)
 	if r.Reused || r.MD5 != sum || r.Download.Fetched != size || r.Upload.Key != "small/s.bin" || r.Upload.Skipped {
 		t.Fatalf("first run %+v", r)
+	}
+	if len(steps) == 0 || steps[0] != "download" || !strings.HasPrefix("download,verify,promote,upload", strings.Join(steps, ",")) {
+		t.Fatalf("heartbeat steps %v, want download first and the steps in order", steps)
 	}
 	fetched := b.env.Stack.SFTP.Server.BytesSent()
 	v, err = b.actEnv().ExecuteActivity(b.tr.Small, in)

@@ -192,7 +192,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 				a.log(ctx, in.JobID).Warn("sync staging", "err", err)
 			} else {
 				synced = p
-				activity.RecordHeartbeat(ctx, p)
+				heartbeat(ctx, p)
 			}
 		}
 		if err := a.writeJournal(name, journalEntry{Boot: bootID(), Written: p, Synced: synced}); err != nil {
@@ -345,7 +345,7 @@ func (a *Transfer) stagingFailed(ctx context.Context, in DownloadInput, f *os.Fi
 		a.log(ctx, in.JobID).Warn("remove partial staging file", "file", name, "err", err)
 	}
 	a.removeJournal(name)
-	activity.RecordHeartbeat(ctx, Progress{Size: in.Size, RangeSize: in.RangeSize}) // nothing kept
+	heartbeat(ctx, Progress{Size: in.Size, RangeSize: in.RangeSize}) // nothing kept
 	err := fmt.Errorf("staging %s for %d bytes: %w (partial file removed)", name, in.Size, cause)
 	a.log(ctx, in.JobID).Warn("staging full", "err", err)
 	return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeStagingFull, cause)

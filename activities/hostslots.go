@@ -33,7 +33,7 @@ func (a *Transfer) slot(ctx context.Context, jobID, kind string, details func() 
 				case <-wctx.Done():
 					return
 				case <-t.C:
-					activity.RecordHeartbeat(ctx, details())
+					heartbeat(ctx, details())
 				}
 			}
 		}()

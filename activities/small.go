@@ -10,6 +10,7 @@ import (
 	"reflect"
 
 	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -53,33 +54,33 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 			}
 		}
 	}
-	// Between the steps the activity heartbeats its step, so the heartbeat timeout covers each
-	// step on its own (Download's own heartbeats carry its ranges).
-	step := func(name string) {
+	// Each step runs with its name in the context: every heartbeat carries it after the step's own
+	// details, so a timeout names the step that hung (TimedOutStep). Between the steps the activity
+	// heartbeats too, so the heartbeat timeout covers each step on its own.
+	step := func(name string) context.Context {
+		sctx := context.WithValue(ctx, stepKey{}, name)
 		if activity.IsActivity(ctx) {
-			activity.RecordHeartbeat(ctx, smallStep{Step: name})
+			heartbeat(sctx, smallStep{Step: name})
 		}
+		return sctx
 	}
 	if !res.Reused {
-		dl, err := a.Download(ctx, DownloadInput{JobID: in.JobID, RemotePath: in.RemotePath, Size: in.Size,
+		dl, err := a.Download(step("download"), DownloadInput{JobID: in.JobID, RemotePath: in.RemotePath, Size: in.Size,
 			RangeSize: in.RangeSize, Connections: in.Connections})
 		if err != nil {
 			return res, inStep(ctx, "download", err)
 		}
 		res.Download = dl
-		step("verify")
-		vr, err := a.Verify(ctx, VerifyInput{JobID: in.JobID, MD5: in.MD5, Size: in.Size})
+		vr, err := a.Verify(step("verify"), VerifyInput{JobID: in.JobID, MD5: in.MD5, Size: in.Size})
 		if err != nil {
 			return res, inStep(ctx, "verify", err)
 		}
 		res.MD5 = vr.MD5
-		step("promote")
-		if _, err := a.Promote(ctx, PromoteInput{JobID: in.JobID, Key: in.Key, Size: in.Size}); err != nil {
+		if _, err := a.Promote(step("promote"), PromoteInput{JobID: in.JobID, Key: in.Key, Size: in.Size}); err != nil {
 			return res, inStep(ctx, "promote", err)
 		}
 	}
-	step("upload")
-	up, err := a.Upload(ctx, UploadInput{JobID: in.JobID, Key: in.Key, MD5: res.MD5, Size: in.Size})
+	up, err := a.Upload(step("upload"), UploadInput{JobID: in.JobID, Key: in.Key, MD5: res.MD5, Size: in.Size})
 	if err != nil {
 		return res, inStep(ctx, "upload", err)
 	}
@@ -87,9 +88,43 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 	return res, nil
 }
 
-// smallStep is Small's heartbeat between steps.
+// smallStep names the step of Small a heartbeat comes from.
 type smallStep struct {
 	Step string `json:"small_step"`
+}
+
+// stepKey is the context key of the Small step running.
+type stepKey struct{}
+
+// heartbeat records an activity's progress details; inside Small it adds the step as a second value,
+// which the step's own code, reading back only the first, does not see.
+func heartbeat(ctx context.Context, details any) {
+	if step, ok := ctx.Value(stepKey{}).(string); ok {
+		activity.RecordHeartbeat(ctx, details, smallStep{Step: step})
+		return
+	}
+	activity.RecordHeartbeat(ctx, details)
+}
+
+// TimedOutStep returns the step a Small activity was in when it timed out, from its last heartbeat,
+// or "" when err is no timeout or the heartbeat names no step.
+func TimedOutStep(err error) string {
+	var te *temporal.TimeoutError
+	if !errors.As(err, &te) || !te.HasLastHeartbeatDetails() {
+		return ""
+	}
+	return HeartbeatStep(te.LastHeartbeatDetails)
+}
+
+// HeartbeatStep returns the Small step named by heartbeat details that get decodes (as
+// converter.EncodedValues.Get does), or "" when they name none.
+func HeartbeatStep(get func(valuePtr ...any) error) string {
+	var details converter.RawValue
+	var s smallStep
+	if get(&details, &s) != nil {
+		return ""
+	}
+	return s.Step
 }
 
 func (a *Transfer) completedMD5(key string) (string, error) {

@@ -12,7 +12,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
-	"go.temporal.io/sdk/activity"
 
 	"github.com/kafkasync/kafkasync/internal/metrics"
 )
@@ -73,7 +72,7 @@ func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, 
 		for {
 			select {
 			case <-t.C:
-				activity.RecordHeartbeat(ctx, body.n.Load())
+				heartbeat(ctx, body.n.Load())
 			case <-stop:
 				return
 			}

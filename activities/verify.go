@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"time"
 
-	"go.temporal.io/sdk/activity"
 
 	"github.com/kafkasync/kafkasync/internal/metrics"
 )
@@ -58,7 +57,7 @@ func (a *Transfer) Verify(ctx context.Context, in VerifyInput) (_ VerifyResult, 
 		}
 		select {
 		case <-t.C:
-			activity.RecordHeartbeat(ctx, r.n)
+			heartbeat(ctx, r.n)
 		case <-ctx.Done():
 			return VerifyResult{}, ctx.Err()
 		default:

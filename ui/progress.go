@@ -53,8 +53,12 @@ func TemporalProgress(c client.Client) func(ctx context.Context, workflowID, run
 				p.LastFailure = f.GetMessage()
 			}
 			if hb := pa.GetHeartbeatDetails(); hb != nil && len(hb.GetPayloads()) > 0 {
+				get := func(v ...any) error { return converter.GetDefaultDataConverter().FromPayloads(hb, v...) }
+				if step := activities.HeartbeatStep(get); step != "" {
+					p.Step += ": " + step // a small file's one activity, in this step
+				}
 				var hp activities.Progress
-				if err := converter.GetDefaultDataConverter().FromPayloads(hb, &hp); err == nil {
+				if err := get(&hp); err == nil {
 					p.Size, p.BytesDone, p.BytesPerSec, p.Ranges, p.Connections = hp.Size, hp.BytesDone, hp.BytesPerSec, hp.Ranges, hp.Connections
 					for _, s := range hp.Done {
 						p.RangesDone += s.To - s.From

@@ -259,6 +259,9 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 			r.attempts += attemptsOf(err, o.MaxAttempts)
 			stage := activities.FailedStep(err)
 			if stage == "" {
+				stage = activities.TimedOutStep(err) // a hang: the step of its last heartbeat
+			}
+			if stage == "" {
 				stage = "download"
 			}
 			// The steps before the failed one succeeded: the audit trail says so, as for large files.

@@ -218,3 +218,29 @@ func TestSmallFileChecksumMismatchThenUploadFailure(t *testing.T) {
 		t.Fatalf("dead letters %+v", f.dead)
 	}
 }
+
+// A Small activity that hangs is dead-lettered with the step its last heartbeat named, and the
+// steps before it are recorded as done.
+func TestSmallFileTimeoutNamesTheStepThatHung(t *testing.T) {
+	f := setup(t)
+	f.env.OnActivity(a.Small, mockAny, mockAny).Return(activities.SmallResult{},
+		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil, int64(4096), map[string]string{"small_step": "upload"}))
+	f.env.ExecuteWorkflow(Name, smallInput())
+	if len(f.dead) != 1 || f.dead[0].Stage != "upload" || f.dead[0].ErrorType != "TimeoutHeartbeat" {
+		t.Fatalf("dead letters %+v", f.dead)
+	}
+	want := []string{"queued:started:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
+		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "dead_letter:succeeded:DEAD_LETTERED"}
+	if !equal(f.statuses, want) {
+		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
+	}
+
+	// A heartbeat without a step (or none) leaves the stage at download.
+	f = setup(t)
+	f.env.OnActivity(a.Small, mockAny, mockAny).Return(activities.SmallResult{},
+		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_START_TO_CLOSE, nil))
+	f.env.ExecuteWorkflow(Name, smallInput())
+	if len(f.dead) != 1 || f.dead[0].Stage != "download" {
+		t.Fatalf("dead letters %+v", f.dead)
+	}
+}
