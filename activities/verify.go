@@ -10,7 +10,6 @@ import (
 	"io/fs"
 	"time"
 
-
 	"github.com/kafkasync/kafkasync/internal/metrics"
 )
 
