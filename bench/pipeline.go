@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -320,7 +321,49 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 			"transfer.small_file), the stat, host claim and seven audit rows as local activities; rclone keeps no state. " +
 			"Targets: at least 100 jobs/s and half of rclone's rate."}}, w)
 	fmt.Fprintf(w, "  kafkasync %d jobs in %s; rclone %s\n", n, total.Round(time.Millisecond), rc.Round(time.Millisecond))
+	if phases, err := s.phases(ctx, ids, sent); err == nil {
+		r.sections[len(r.sections)-1].notes = append(r.sections[len(r.sections)-1].notes, phases)
+		fmt.Fprintf(w, "  %s\n", phases)
+	}
 	return nil
+}
+
+// phases says where a job's time went, from its audit events: medians from publishing to the
+// workflow's first task (the queued event), from there to the host step's start (stat and host
+// claim), the host step, and from its end to SUCCEEDED.
+func (s *stack) phases(ctx context.Context, ids []string, sent map[string]time.Time) (string, error) {
+	rows, err := s.store.Pool().Query(ctx, `SELECT job_id,
+		min(at) FILTER (WHERE step = 'queued'),
+		min(at) FILTER (WHERE step = 'download' AND outcome = 'started'),
+		max(at) FILTER (WHERE step = 'download' AND outcome = 'succeeded'),
+		max(at) FILTER (WHERE step = 'upload' AND outcome = 'succeeded')
+		FROM job_events WHERE job_id = ANY($1) GROUP BY job_id`, ids)
+	if err != nil {
+		return "", err
+	}
+	defer rows.Close()
+	var queued, stat, host, rest []time.Duration
+	for rows.Next() {
+		var id string
+		var q, d0, d1, u *time.Time
+		if err := rows.Scan(&id, &q, &d0, &d1, &u); err != nil {
+			return "", err
+		}
+		if q == nil || d0 == nil || d1 == nil || u == nil {
+			continue
+		}
+		queued, stat = append(queued, q.Sub(sent[id])), append(stat, d0.Sub(*q))
+		host, rest = append(host, d1.Sub(*d0)), append(rest, u.Sub(*d1))
+	}
+	if err := rows.Err(); err != nil {
+		return "", err
+	}
+	if len(queued) == 0 {
+		return "", errors.New("no audit events")
+	}
+	ms := func(d []time.Duration) string { return median(d).Round(time.Millisecond).String() }
+	return fmt.Sprintf("Where the time went (medians over %d jobs, from the audit events): publish → the workflow's first task %s; "+
+		"stat and host claim %s; the host step %s; its end → SUCCEEDED %s.", len(queued), ms(queued), ms(stat), ms(host), ms(rest)), nil
 }
 
 // worker runs a worker process (this binary in the worker role) with the stack's config.
