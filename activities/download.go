@@ -106,6 +106,9 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 		startOf[i] = b
 	}
 	conns = max(1, min(conns, len(missing)))
+	// One range to fetch (a small file, or the last range of a resumed one): a connection of the
+	// shared pool is enough, and costs no handshake.
+	shared := a.Shared != nil && len(missing) == 1
 
 	// The SFTP server's limits, shared by all workers: one job slot, then connection slots. The
 	// first connection slot is waited for; the others are taken while free, so a busy server gets
@@ -122,21 +125,27 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 		waiting := Progress{Size: in.Size, RangeSize: in.RangeSize, Done: Spans(done), Partial: partial,
 			BytesDone: resumed, Ranges: n}
 		details := func() any { return waiting }
-		for _, kind := range []string{hostlimit.Job, hostlimit.Conn} {
+		kinds := []string{hostlimit.Job, hostlimit.Conn}
+		if shared {
+			kinds = kinds[:1] // the pooled connection holds its own connection slot
+		}
+		for _, kind := range kinds {
 			l, err := a.slot(ctx, in.JobID, kind, details)
 			if err != nil {
 				return DownloadResult{}, err
 			}
 			leases = append(leases, l)
 		}
-		for len(leases)-1 < conns {
+		for !shared && len(leases)-1 < conns {
 			l, ok := a.Limits.TryAcquireSpare(hostlimit.Conn)
 			if !ok {
 				break
 			}
 			leases = append(leases, l)
 		}
-		conns = len(leases) - 1
+		if !shared {
+			conns = len(leases) - 1
+		}
 	}
 
 	fresh := len(done) == 0 && len(partial) == 0
@@ -279,7 +288,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 				if len(leases) > k+1 {
 					defer leases[k+1].Release() // after fetchRanges closed the connection
 				}
-				return a.fetchRanges(gctx, in, f, work, startOf, func(i int, b int64, finished bool) {
+				return a.fetchRanges(gctx, in, f, shared, work, startOf, func(i int, b int64, finished bool) {
 					if b > 0 {
 						lastByte.Store(time.Now().UnixNano())
 						fetched.Add(b)
@@ -392,15 +401,23 @@ func (a *Transfer) heartbeatEvery() time.Duration {
 // fetchRanges runs one connection: it takes range indices from work until it is closed, starting
 // each range after the bytes startOf says are already there, and reports the bytes of range i as
 // they land (in order from the range's start) and each finished range.
-func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File, work <-chan int, startOf map[int]int64,
-	report func(i int, b int64, finished bool)) error {
-	c, err := a.dial(ctx)
-	if err != nil {
-		return err
+func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File, shared bool, work <-chan int, startOf map[int]int64,
+	report func(i int, b int64, finished bool)) (err error) {
+	var c *sftpdial.Client
+	if shared {
+		var done func(error)
+		if c, done, err = a.Shared.Get(ctx); err != nil {
+			return err
+		}
+		defer func() { done(err) }()
+	} else {
+		if c, err = a.dial(ctx); err != nil {
+			return err
+		}
+		defer c.Close()
+		metrics.SFTPConnections.Inc()
+		defer metrics.SFTPConnections.Dec()
 	}
-	defer c.Close()
-	metrics.SFTPConnections.Inc()
-	defer metrics.SFTPConnections.Dec()
 	stop := context.AfterFunc(ctx, c.Abort) // unblock reads on cancel, even on a stalled connection
 	defer stop()
 	rf, err := c.Open(in.RemotePath)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/hostlimit"
 	"github.com/kafkasync/kafkasync/internal/metrics"
+	"github.com/kafkasync/kafkasync/internal/sftpdial"
 )
 
 // slot takes a slot of the SFTP server's limits (hostlimit.Conn or hostlimit.Job), waiting as long
@@ -45,4 +46,48 @@ func (a *Transfer) slot(ctx context.Context, jobID, kind string, details func() 
 			"waited", time.Since(start).Round(time.Millisecond).String())
 	}
 	return l, err
+}
+
+// session returns an SFTP connection for a short operation and the function to call with the
+// operation's error when done. With a shared pool (Transfer.Shared) the connection is a pooled one,
+// which holds its own slot of the connection limit; a new one waits for a slot while waitCtx
+// allows. Without a pool it is a new connection with a slot of its own, closed by done.
+func (a *Transfer) session(waitCtx, ctx context.Context, jobID string) (*sftpdial.Client, func(error), error) {
+	if a.Shared != nil {
+		return a.Shared.Get(ctx)
+	}
+	lease, err := a.slot(waitCtx, jobID, hostlimit.Conn, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	c, err := a.SFTP.Dial(ctx)
+	if err != nil {
+		lease.Release()
+		return nil, nil, err
+	}
+	return c, func(error) { c.Close(); lease.Release() }, nil
+}
+
+// PoolSlots is the slot function of a's shared pool: connection slots of a.Limits (none without).
+// (A function, not a method: every exported method of Transfer is an activity.)
+func PoolSlots(a *Transfer) sftpdial.SlotFunc {
+	return a.poolSlot
+}
+
+func (a *Transfer) poolSlot(ctx context.Context, wait bool) (func(), <-chan struct{}, error) {
+	if a.Limits == nil {
+		return func() {}, nil, nil
+	}
+	if !wait {
+		l, ok := a.Limits.TryAcquire(hostlimit.Conn)
+		if !ok {
+			return nil, nil, sftpdial.ErrNoSlot
+		}
+		return l.Release, l.Lost(), nil
+	}
+	l, err := a.slot(ctx, "", hostlimit.Conn, nil)
+	if err != nil {
+		return nil, nil, err
+	}
+	return l.Release, l.Lost(), nil
 }

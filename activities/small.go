@@ -5,9 +5,11 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"io/fs"
 	"reflect"
+	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
@@ -45,6 +47,15 @@ type SmallResult struct {
 // size and the job's MD5; never without one) goes straight to the upload.
 func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error) {
 	var res SmallResult
+	// The steps end a little before the attempt does, so that a step that hangs fails with its
+	// name (ErrTypeStepTimeout) rather than as a bare timeout; a local activity has no heartbeat
+	// to carry it.
+	outer := ctx
+	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 10*time.Second {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, dl.Add(-5*time.Second))
+		defer cancel()
+	}
 	// Reuse only what the job's own MD5 vouches for: without one, a file left under the same key
 	// (by an earlier job, before the remote file changed) could pass for this job's.
 	if _, err := a.Staging.Stat(StagingName(in.JobID)); errors.Is(err, fs.ErrNotExist) && in.MD5 != "" {
@@ -68,21 +79,21 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 		dl, err := a.Download(step("download"), DownloadInput{JobID: in.JobID, RemotePath: in.RemotePath, Size: in.Size,
 			RangeSize: in.RangeSize, Connections: in.Connections})
 		if err != nil {
-			return res, inStep(ctx, "download", err)
+			return res, inStep(outer, "download", err)
 		}
 		res.Download = dl
 		vr, err := a.Verify(step("verify"), VerifyInput{JobID: in.JobID, MD5: in.MD5, Size: in.Size})
 		if err != nil {
-			return res, inStep(ctx, "verify", err)
+			return res, inStep(outer, "verify", err)
 		}
 		res.MD5 = vr.MD5
 		if _, err := a.Promote(step("promote"), PromoteInput{JobID: in.JobID, Key: in.Key, Size: in.Size}); err != nil {
-			return res, inStep(ctx, "promote", err)
+			return res, inStep(outer, "promote", err)
 		}
 	}
 	up, err := a.Upload(step("upload"), UploadInput{JobID: in.JobID, Key: in.Key, MD5: res.MD5, Size: in.Size})
 	if err != nil {
-		return res, inStep(ctx, "upload", err)
+		return res, inStep(outer, "upload", err)
 	}
 	res.Upload = up
 	return res, nil
@@ -118,7 +129,12 @@ func TimedOutStep(err error) string {
 
 // HeartbeatStep returns the Small step named by heartbeat details that get decodes (as
 // converter.EncodedValues.Get does), or "" when they name none.
-func HeartbeatStep(get func(valuePtr ...any) error) string {
+func HeartbeatStep(get func(valuePtr ...any) error) (step string) {
+	defer func() {
+		if recover() != nil { // details held as Go values of other types (tests) cannot be decoded
+			step = ""
+		}
+	}()
 	var details converter.RawValue
 	var s smallStep
 	if get(&details, &s) != nil {
@@ -146,6 +162,10 @@ func inStep(ctx context.Context, step string, err error) error {
 		return err // cancelled or timed out: the SDK reports it as such
 	}
 	opts := temporal.ApplicationErrorOptions{Cause: err, Details: []any{step}}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("step %s did not finish before the attempt's deadline", step),
+			ErrTypeStepTimeout, opts)
+	}
 	typ, msg := goTypeName(err), err.Error()
 	var app *temporal.ApplicationError
 	if errors.As(err, &app) {

@@ -6,8 +6,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
-
-	"github.com/kafkasync/kafkasync/internal/hostlimit"
 )
 
 // StatInput asks for a remote file's size and age.
@@ -36,24 +34,19 @@ func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
 		wctx, cancel = context.WithDeadline(ctx, dl.Add(-5*time.Second))
 		defer cancel()
 	}
-	lease, err := a.slot(wctx, "", hostlimit.Conn, nil)
+	// The stat itself is short: bound it, a hung server must not hold the slot for the whole attempt.
+	sctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
+	c, done, err := a.session(wctx, sctx, "")
 	if err != nil {
-		if ctx.Err() == nil {
+		if ctx.Err() == nil && wctx.Err() != nil {
 			err = fmt.Errorf("stat %s: every connection slot of the sftp server is in use (sftp.max_connections)", in.RemotePath)
 		}
-		return StatResult{}, err
-	}
-	defer lease.Release()
-	// The stat itself is short: bound it, a hung server must not hold the slot for the whole attempt.
-	ctx, cancel := context.WithTimeout(ctx, time.Minute)
-	defer cancel()
-	c, err := a.SFTP.Dial(ctx)
-	if err != nil {
 		return StatResult{}, classify("stat", err)
 	}
-	defer c.Close()
-	defer context.AfterFunc(ctx, c.Abort)()
+	defer context.AfterFunc(sctx, c.Abort)()
 	fi, err := c.Stat(in.RemotePath)
+	done(err)
 	if err != nil {
 		return StatResult{}, classify("stat "+in.RemotePath, err)
 	}

@@ -36,6 +36,7 @@ const (
 	ErrTypeChecksumMismatch = "ChecksumMismatch" // final for the attempt; the workflow re-downloads
 	ErrTypeStagingMissing   = "StagingMissing"   // final for the attempt; the workflow re-downloads
 	ErrTypeStagingFull      = "StagingFull"      // retried: the partial file is removed, space may return
+	ErrTypeStepTimeout      = "StepTimeout"      // retried: a step of Small ran out of the attempt's time
 )
 
 // Transfer carries the clients of every activity. Fields a worker does not need may be nil: the
@@ -43,6 +44,9 @@ const (
 // for concurrent use.
 type Transfer struct {
 	SFTP *sftpdial.Dialer
+	// Shared, when set, holds a few connections that stats and small files share; nil: each opens
+	// its own.
+	Shared *sftpdial.Pool
 	// Limits holds the slots of the SFTP server's limits, shared by all workers; nil: no limits.
 	Limits *hostlimit.Limiter
 	S3     *s3.Client

@@ -132,7 +132,9 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 		TaskQueue:                b.TaskQueue,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-		StaticSummary:            "file " + j.RemotePath,
+		// Without it the SDK hides the refusal to run a job that succeeded as if it had started.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		StaticSummary:                            "file " + j.RemotePath,
 		StaticDetails: fmt.Sprintf("job %s from %s partition %d offset %d; object key %s", j.ID, msg.Topic, msg.Partition,
 			msg.Offset, j.Key()),
 	}
@@ -146,7 +148,7 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 	}
 	opts.TypedSearchAttributes = temporal.NewSearchAttributes(sa...)
 	in := workflows.Input{Job: j, Message: msg.Value, Key: msg.Key, SourceTopic: msg.Topic,
-		SourcePartition: msg.Partition, SourceOffset: msg.Offset, Options: b.Options}
+		SourcePartition: msg.Partition, SourceOffset: msg.Offset, Options: b.Options, Indexed: true}
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	sctx, report := startreport.Watch(sctx)

@@ -126,7 +126,7 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 		hostlimit.Limits{Connections: cfg.SFTP.MaxConnections, Jobs: cfg.SFTP.MaxJobs}, logger)
 	closers = append(closers, limits.Close)
 	hb := cfg.Transfer.HeartbeatTimeout.D() / 4
-	return &activities.Transfer{
+	t = &activities.Transfer{
 		SFTP:         dialer,
 		Limits:       limits,
 		S3:           s3c,
@@ -144,7 +144,14 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 		Heartbeat:    min(max(hb, 200*time.Millisecond), 10*time.Second),
 		StallTimeout: cfg.Transfer.StallTimeout.D(),
 		Logger:       logger,
-	}, close, nil
+	}
+	if n := cfg.SFTP.SharedConnections; n > 0 {
+		// Up to 16 operations share a connection before another is opened; one unused for 15 s closes.
+		t.Shared = sftpdial.NewPool(dialer, n, 16, 15*time.Second, activities.PoolSlots(t))
+		// Closed before the limiter (closers run last first), so the slots go back while it is up.
+		closers = append(closers, t.Shared.Close)
+	}
+	return t, close, nil
 }
 
 func openRoot(dir string) (*os.Root, error) {

@@ -55,6 +55,9 @@ type Input struct {
 	SourcePartition int32
 	SourceOffset    int64
 	Options         Options
+	// Indexed: the start set the JobID, FileName, JobStatus (QUEUED) and, for a known size,
+	// FileSize search attributes, as the bridge does.
+	Indexed bool
 }
 
 // Result is what a successful run returns.
@@ -94,6 +97,10 @@ type run struct {
 	attempts int
 	// saStatus is the JobStatus search attribute last set.
 	saStatus string
+	// lean: a run started after small files became one local activity (version marker
+	// "one-task-small-files"). It skips search attribute updates the start already made, and a
+	// small file (quiet) indexes only its end.
+	lean, quiet bool
 }
 
 // FileTransfer runs one job: stat, then on one host download, verify, promote and upload, with an
@@ -104,6 +111,8 @@ func FileTransfer(ctx workflow.Context, in Input) (Result, error) {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.status, nil }); err != nil {
 		return Result{}, err
 	}
+	// The marker comes first: it decides the search attribute updates from the first audit event on.
+	r.lean = workflow.GetVersion(ctx, "one-task-small-files", workflow.DefaultVersion, 1) == 1
 	stage, err := r.transfer(ctx)
 	if err == nil {
 		r.status.Stage = "done"
@@ -133,8 +142,10 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 		return "stat", err
 	}
 	r.res.Size = st.Size
-	if err := workflow.UpsertTypedSearchAttributes(ctx, searchattr.FileSize.ValueSet(st.Size)); err != nil {
-		return "stat", err
+	if !(r.lean && r.in.Indexed && r.in.Job.Size == st.Size) {
+		if err := workflow.UpsertTypedSearchAttributes(ctx, searchattr.FileSize.ValueSet(st.Size)); err != nil {
+			return "stat", err
+		}
 	}
 	for move := 0; ; move++ {
 		r.status.HostMove = move
@@ -169,9 +180,14 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 	}
 	// The version marker keeps histories made before small files ran as one activity replaying on
 	// their four activities.
-	if o.SmallFile > 0 && st.Size <= o.SmallFile &&
-		workflow.GetVersion(ctx, "small-file-one-activity", workflow.DefaultVersion, 1) == 1 {
-		return r.smallSteps(ctx, claim, st, host)
+	if o.SmallFile > 0 && st.Size <= o.SmallFile {
+		if r.lean {
+			r.quiet = true
+			return r.smallSteps(ctx, claim, st, host, true)
+		}
+		if workflow.GetVersion(ctx, "small-file-one-activity", workflow.DefaultVersion, 1) == 1 {
+			return r.smallSteps(ctx, claim, st, host, false)
+		}
 	}
 	var sum string
 	for round := 1; ; round++ {
@@ -240,9 +256,14 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 }
 
 // smallSteps runs the host-bound steps of a small file as one activity, and records the same audit
-// events as hostSteps. A checksum mismatch downloads again, as there.
+// events as hostSteps. A checksum mismatch downloads again, as there. local runs it as a local
+// activity, on the worker running this workflow task: with the stat, the host claim and the audit
+// rows, the whole job is then one workflow task, with no activity task and no second round trip
+// through the server. The staging and completed files are then this worker's; a worker that dies
+// leaves the task to another, which runs it all again (Small finds nothing of it there and
+// downloads again; the upload of a key already there with the same MD5 is skipped).
 func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st activities.StatResult,
-	host func(workflow.ActivityOptions, int) workflow.Context) (string, error) {
+	host func(workflow.ActivityOptions, int) workflow.Context, local bool) (string, error) {
 	o := r.in.Options
 	for round := 1; ; round++ {
 		r.status.Stage, r.status.Round = "download", round
@@ -250,11 +271,18 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 			return "audit", err
 		}
 		var sr activities.SmallResult
-		err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour,
-			Summary: fmt.Sprintf("download, verify, promote and upload %s (%d bytes) on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)},
-			o.MaxAttempts),
-			a.Small, activities.SmallInput{JobID: r.in.Job.ID, RemotePath: r.in.Job.RemotePath, Size: st.Size,
-				RangeSize: o.RangeSize, Connections: o.Connections, MD5: r.in.Job.MD5, Key: r.in.Job.Key()}).Get(ctx, &sr)
+		summary := fmt.Sprintf("download, verify, promote and upload %s (%d bytes) on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)
+		in := activities.SmallInput{JobID: r.in.Job.ID, RemotePath: r.in.Job.RemotePath, Size: st.Size,
+			RangeSize: o.RangeSize, Connections: o.Connections, MD5: r.in.Job.MD5, Key: r.in.Job.Key()}
+		var err error
+		if local {
+			lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Minute,
+				ScheduleToCloseTimeout: 24 * time.Hour, RetryPolicy: retry(o, o.MaxAttempts), Summary: summary})
+			err = workflow.ExecuteLocalActivity(lctx, "Small", in).Get(ctx, &sr)
+		} else {
+			err = workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, Summary: summary},
+				o.MaxAttempts), a.Small, in).Get(ctx, &sr)
+		}
 		if err != nil {
 			r.attempts += attemptsOf(err, o.MaxAttempts)
 			stage := activities.FailedStep(err)
@@ -382,7 +410,13 @@ func (r *run) deadLetter(ctx workflow.Context, stage string, cause error) error 
 // record writes one audit event; fill adds step-specific fields.
 func (r *run) record(ctx workflow.Context, step, outcome, status string, fill func(*audit.Event)) error {
 	r.seq++
-	if status != r.saStatus {
+	switch {
+	case status == r.saStatus:
+	case r.lean && r.saStatus == "" && r.in.Indexed && status == audit.StatusQueued:
+		r.saStatus = status // the start set it
+	case r.quiet && (status == audit.StatusDownloading || status == audit.StatusVerifying || status == audit.StatusUploading):
+		// A small file's steps run in one workflow task: each update would be overwritten at once.
+	default:
 		upd := []temporal.SearchAttributeUpdate{searchattr.JobStatus.ValueSet(status)}
 		if r.saStatus == "" {
 			upd = append(upd, searchattr.JobID.ValueSet(r.in.Job.ID), searchattr.FileName.ValueSet(path.Base(r.in.Job.RemotePath)))

@@ -219,14 +219,16 @@ func TestSmallFileChecksumMismatchThenUploadFailure(t *testing.T) {
 	}
 }
 
-// A Small activity that hangs is dead-lettered with the step its last heartbeat named, and the
-// steps before it are recorded as done.
+// A small file's activity that hangs is dead-lettered with the step that hung, and the steps before
+// it are recorded as done. (Runs from before small files ran locally take the step from the last
+// heartbeat: see TestSmallFileInOneActivity in activities for what the heartbeats carry.)
 func TestSmallFileTimeoutNamesTheStepThatHung(t *testing.T) {
 	f := setup(t)
 	f.env.OnActivity(a.Small, mockAny, mockAny).Return(activities.SmallResult{},
-		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_HEARTBEAT, nil, int64(4096), map[string]string{"small_step": "upload"}))
+		temporal.NewApplicationErrorWithOptions("step upload did not finish before the attempt's deadline", activities.ErrTypeStepTimeout,
+			temporal.ApplicationErrorOptions{Details: []any{"upload"}}))
 	f.env.ExecuteWorkflow(Name, smallInput())
-	if len(f.dead) != 1 || f.dead[0].Stage != "upload" || f.dead[0].ErrorType != "TimeoutHeartbeat" {
+	if len(f.dead) != 1 || f.dead[0].Stage != "upload" || f.dead[0].ErrorType != activities.ErrTypeStepTimeout {
 		t.Fatalf("dead letters %+v", f.dead)
 	}
 	want := []string{"queued:started:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
@@ -235,12 +237,7 @@ func TestSmallFileTimeoutNamesTheStepThatHung(t *testing.T) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
 	}
 
-	// A heartbeat without a step (or none) leaves the stage at download.
-	f = setup(t)
-	f.env.OnActivity(a.Small, mockAny, mockAny).Return(activities.SmallResult{},
-		temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_START_TO_CLOSE, nil))
-	f.env.ExecuteWorkflow(Name, smallInput())
-	if len(f.dead) != 1 || f.dead[0].Stage != "download" {
-		t.Fatalf("dead letters %+v", f.dead)
+	if s := activities.TimedOutStep(temporal.NewTimeoutError(enumspb.TIMEOUT_TYPE_START_TO_CLOSE, nil)); s != "" {
+		t.Fatalf("step of a timeout without heartbeat: %q", s)
 	}
 }

@@ -119,6 +119,10 @@ type SFTP struct {
 	// transfer.connections. 0: no limit.
 	MaxConnections int `toml:"max_connections" env:"MAX_CONNECTIONS"`
 	MaxJobs        int `toml:"max_jobs" env:"MAX_JOBS"`
+	// SharedConnections is how many SSH connections each worker keeps open for stats and files of
+	// one range, which share them (each also holds a connection slot); 0: every such operation
+	// opens its own connection.
+	SharedConnections int `toml:"shared_connections" env:"SHARED_CONNECTIONS"`
 }
 
 // Transfer tunes the workflow and the worker's local directories.
@@ -232,7 +236,8 @@ func Default() Config {
 			DialTimeout: Duration(10 * time.Second),
 			// OpenSSH serves 10 sessions per connection and throttles beyond 10 handshakes at
 			// once (MaxStartups); 64 connections from all workers is a polite default.
-			MaxConnections: 64,
+			MaxConnections:    64,
+			SharedConnections: 4,
 		},
 		Transfer: Transfer{
 			StagingDir:       ".kafkasync/data/staging",
@@ -333,6 +338,7 @@ func (c Config) Validate() error {
 	check(c.SFTP.KnownHosts != "" || c.SFTP.HostKey != "", "sftp: set known_hosts or host_key (host keys are always verified)")
 	check(c.Transfer.Connections >= 1 && c.Transfer.Connections <= 64, "transfer.connections: %d not in 1..64", c.Transfer.Connections)
 	check(c.SFTP.MaxConnections >= 0 && c.SFTP.MaxJobs >= 0, "sftp.max_connections, sftp.max_jobs: 0 (no limit) or more")
+	check(c.SFTP.SharedConnections >= 0, "sftp.shared_connections: 0 (none) or more")
 	check(c.Transfer.RangeSize >= 64<<10, "transfer.range_size: %s below 64KiB", c.Transfer.RangeSize)
 	check(c.Transfer.MaxAttempts >= 1, "transfer.max_attempts: must be at least 1")
 	check(c.Transfer.VerifyAttempts >= 1, "transfer.verify_attempts: must be at least 1")
