@@ -328,8 +328,8 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 			{"kafkasync", total.Round(time.Millisecond).String(), fmt.Sprintf("%.1f", kr), p50.Round(time.Millisecond).String(), p99.Round(time.Millisecond).String(), fmt.Sprintf("**%.2f×**", kr/rr)},
 			{"rclone copy (sftp → s3, 16 transfers)", rc.Round(time.Millisecond).String(), fmt.Sprintf("%.1f", rr), "", "", ""}},
 		notes: []string{"Latency: from publishing the job message to the job's audit row turning SUCCEEDED. Each kafkasync job is a " +
-			"durable workflow: one activity on the worker's host queue (Small: download, verify, rename and upload of a file up to " +
-			"transfer.small_file), the stat, host claim and seven audit rows as local activities; rclone keeps no state. " +
+			"durable workflow of one workflow task: the stat, the host claim, Small (download, verify, rename and upload of a file up to " +
+			"transfer.small_file) and seven audit rows as local activities; rclone keeps no state. " +
 			"Targets: at least 100 jobs/s and half of rclone's rate."}}, w)
 	fmt.Fprintf(w, "  kafkasync %d jobs in %s; rclone %s\n", n, total.Round(time.Millisecond), rc.Round(time.Millisecond))
 	if phases, err := s.phases(ctx, ids, sent); err == nil {

@@ -46,19 +46,29 @@ func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 	s.bridge(s.cfg)
 	s.bridge(s.cfg)
 
-	// Mostly small files, every 50th a larger one, so downloads are in flight when the worker dies.
+	// Mostly small files (one local activity each), every 50th a larger one (four activities on the
+	// claiming host's queue), so transfers are in flight when the worker dies.
 	srv.ResetPeak()
 	start := time.Now()
 	for i := range jobs {
 		size := int64(16<<10 + (i%7)*24<<10)
 		if i%50 == 0 {
-			size = 6 << 20
+			size = 32 << 20
 		}
 		s.job(fmt.Sprintf("scale-%04d", i), fmt.Sprintf("in/scale/%02d/f%04d.bin", i%20, i), size, uint64(i))
 	}
 	t.Logf("published %d jobs over 6 partitions in %s", jobs, time.Since(start).Round(time.Millisecond))
 
 	s.waitFor("a third of the jobs", 2*time.Minute, func() bool { return s.succeeded() >= jobs/3 })
+	// Then the moment host-b has a large job in hand (begun there, not archived yet): a small one
+	// is gone in a few milliseconds.
+	s.waitFor("host-b to hold an unfinished large job", time.Minute, func() bool {
+		var n int
+		_ = s.store.Pool().QueryRow(s.ctx, `SELECT count(*) FROM jobs j WHERE status <> 'SUCCEEDED' AND size_bytes >= 32 << 20 AND EXISTS (
+			SELECT 1 FROM job_events e WHERE e.job_id = j.job_id AND e.step = 'download' AND e.outcome = 'started'
+			AND e.detail LIKE '% on host-b%')`).Scan(&n)
+		return n > 0
+	})
 	killedAt := s.succeeded()
 	procs["host-b"].Kill()
 	t.Logf("SIGKILLed host-b's worker after %s, with %d of %d jobs archived", time.Since(start).Round(time.Millisecond), killedAt, jobs)
