@@ -147,6 +147,16 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 			conns = len(leases) - 1
 		}
 	}
+	// The shared connection, like the connection slots above, before the staging file and the
+	// stall watchdog: waiting for it is not a stall.
+	var sc *sftpdial.Client
+	if shared {
+		var done func(error)
+		if sc, done, err = a.Shared.Get(ctx); err != nil {
+			return DownloadResult{}, classify("download", err)
+		}
+		defer func() { done(err) }()
+	}
 
 	fresh := len(done) == 0 && len(partial) == 0
 	flags := os.O_RDWR | os.O_CREATE
@@ -288,7 +298,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 				if len(leases) > k+1 {
 					defer leases[k+1].Release() // after fetchRanges closed the connection
 				}
-				return a.fetchRanges(gctx, in, f, shared, work, startOf, func(i int, b int64, finished bool) {
+				return a.fetchRanges(gctx, in, f, sc, work, startOf, func(i int, b int64, finished bool) {
 					if b > 0 {
 						lastByte.Store(time.Now().UnixNano())
 						fetched.Add(b)
@@ -360,28 +370,6 @@ func (a *Transfer) stagingFailed(ctx context.Context, in DownloadInput, f *os.Fi
 	return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeStagingFull, cause)
 }
 
-// dial opens one SFTP connection, trying again a few times when the handshake fails: servers limit
-// handshakes in progress (OpenSSH's MaxStartups, 10 by default) and drop the connections beyond
-// it, which a download opening many connections at once runs into.
-func (a *Transfer) dial(ctx context.Context) (*sftpdial.Client, error) {
-	var err error
-	for try := range 5 {
-		var c *sftpdial.Client
-		if c, err = a.SFTP.Dial(ctx); err == nil {
-			return c, nil
-		}
-		if errors.Is(err, sftpdial.ErrHostKey) || errors.Is(err, sftpdial.ErrAuth) || ctx.Err() != nil {
-			return nil, err
-		}
-		select {
-		case <-ctx.Done():
-			return nil, ctx.Err()
-		case <-time.After(time.Duration(try+1) * 150 * time.Millisecond):
-		}
-	}
-	return nil, err
-}
-
 // syncEvery is how often Download syncs the staging file: what a machine crash can cost is about
 // this much transfer time (a killed worker loses only what its last journal entry missed).
 func (a *Transfer) syncEvery() time.Duration {
@@ -398,27 +386,21 @@ func (a *Transfer) heartbeatEvery() time.Duration {
 	return time.Second
 }
 
-// fetchRanges runs one connection: it takes range indices from work until it is closed, starting
+// fetchRanges runs one connection (shared, or else one of its own): it takes range indices from work until it is closed, starting
 // each range after the bytes startOf says are already there, and reports the bytes of range i as
 // they land (in order from the range's start) and each finished range.
-func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File, shared bool, work <-chan int, startOf map[int]int64,
+func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File, shared *sftpdial.Client, work <-chan int, startOf map[int]int64,
 	report func(i int, b int64, finished bool)) (err error) {
-	var c *sftpdial.Client
-	if shared {
-		var done func(error)
-		if c, done, err = a.Shared.Get(ctx); err != nil {
-			return err
-		}
-		defer func() { done(err) }()
-	} else {
-		if c, err = a.dial(ctx); err != nil {
+	c := shared
+	if c == nil {
+		if c, err = a.SFTP.DialRetry(ctx); err != nil {
 			return err
 		}
 		defer c.Close()
 		metrics.SFTPConnections.Inc()
 		defer metrics.SFTPConnections.Dec()
 	}
-	stop := context.AfterFunc(ctx, c.Abort) // unblock reads on cancel, even on a stalled connection
+	stop := abortOnEnd(ctx, c, shared != nil) // unblock reads on cancel, even on a stalled connection
 	defer stop()
 	rf, err := c.Open(in.RemotePath)
 	if err != nil {
@@ -464,6 +446,9 @@ func (a *Transfer) fetchRange(ctx context.Context, in DownloadInput, rf *sftp.Fi
 	off, end := RangeBounds(i, in.Size, in.RangeSize)
 	off += start
 	for off < end {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		m := min(int64(len(buf)), end-off)
 		k, rerr := rf.ReadAt(buf[:m], off)
 		if k > 0 {

@@ -2,6 +2,7 @@ package activities
 
 import (
 	"context"
+	"sync"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -54,7 +55,7 @@ func (a *Transfer) slot(ctx context.Context, jobID, kind string, details func() 
 // allows. Without a pool it is a new connection with a slot of its own, closed by done.
 func (a *Transfer) session(waitCtx, ctx context.Context, jobID string) (*sftpdial.Client, func(error), error) {
 	if a.Shared != nil {
-		return a.Shared.Get(ctx)
+		return a.Shared.Get(waitCtx) // a new connection waits for its slot; the dial has its own timeout
 	}
 	lease, err := a.slot(waitCtx, jobID, hostlimit.Conn, nil)
 	if err != nil {
@@ -79,7 +80,9 @@ func (a *Transfer) poolSlot(ctx context.Context, wait bool) (func(), <-chan stru
 		return func() {}, nil, nil
 	}
 	if !wait {
-		l, ok := a.Limits.TryAcquire(hostlimit.Conn)
+		// Another connection while one is open: like a download's extra connections, it leaves the
+		// reserve for new jobs.
+		l, ok := a.Limits.TryAcquireSpare(hostlimit.Conn)
 		if !ok {
 			return nil, nil, sftpdial.ErrNoSlot
 		}
@@ -90,4 +93,36 @@ func (a *Transfer) poolSlot(ctx context.Context, wait bool) (func(), <-chan stru
 		return nil, nil, err
 	}
 	return l.Release, l.Lost(), nil
+}
+
+// abortOnEnd drops c when ctx ends, so that reads on a server that stopped answering return. A
+// connection of its own is dropped at once. A shared one (shared) serves other operations too: it is
+// dropped only if this operation has not returned 5 s later, so that cancelling one job does not
+// break the others' operations. stop disarms it; call it before handing the connection back.
+func abortOnEnd(ctx context.Context, c *sftpdial.Client, shared bool) (stop func()) {
+	if !shared {
+		stop := context.AfterFunc(ctx, c.Abort)
+		return func() { stop() }
+	}
+	var (
+		mu      sync.Mutex
+		timer   *time.Timer
+		stopped bool
+	)
+	stopCtx := context.AfterFunc(ctx, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if !stopped {
+			timer = time.AfterFunc(5*time.Second, c.Abort)
+		}
+	})
+	return func() {
+		stopCtx()
+		mu.Lock()
+		defer mu.Unlock()
+		stopped = true
+		if timer != nil {
+			timer.Stop()
+		}
+	}
 }

@@ -79,21 +79,21 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 		dl, err := a.Download(step("download"), DownloadInput{JobID: in.JobID, RemotePath: in.RemotePath, Size: in.Size,
 			RangeSize: in.RangeSize, Connections: in.Connections})
 		if err != nil {
-			return res, inStep(outer, "download", err)
+			return res, inStep(outer, ctx, "download", err)
 		}
 		res.Download = dl
 		vr, err := a.Verify(step("verify"), VerifyInput{JobID: in.JobID, MD5: in.MD5, Size: in.Size})
 		if err != nil {
-			return res, inStep(outer, "verify", err)
+			return res, inStep(outer, ctx, "verify", err)
 		}
 		res.MD5 = vr.MD5
 		if _, err := a.Promote(step("promote"), PromoteInput{JobID: in.JobID, Key: in.Key, Size: in.Size}); err != nil {
-			return res, inStep(outer, "promote", err)
+			return res, inStep(outer, ctx, "promote", err)
 		}
 	}
 	up, err := a.Upload(step("upload"), UploadInput{JobID: in.JobID, Key: in.Key, MD5: res.MD5, Size: in.Size})
 	if err != nil {
-		return res, inStep(outer, "upload", err)
+		return res, inStep(outer, ctx, "upload", err)
 	}
 	res.Upload = up
 	return res, nil
@@ -156,13 +156,14 @@ func (a *Transfer) completedMD5(key string) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// inStep names the step of a Small failure, keeping its type, message and retryability.
-func inStep(ctx context.Context, step string, err error) error {
-	if ctx.Err() != nil {
+// inStep names the step of a Small failure, keeping its type, message and retryability. attempt is
+// the activity's context, steps the one the steps run with, which ends a little earlier.
+func inStep(attempt, steps context.Context, step string, err error) error {
+	if attempt.Err() != nil {
 		return err // cancelled or timed out: the SDK reports it as such
 	}
 	opts := temporal.ApplicationErrorOptions{Cause: err, Details: []any{step}}
-	if errors.Is(err, context.DeadlineExceeded) {
+	if errors.Is(steps.Err(), context.DeadlineExceeded) {
 		return temporal.NewApplicationErrorWithOptions(fmt.Sprintf("step %s did not finish before the attempt's deadline", step),
 			ErrTypeStepTimeout, opts)
 	}

@@ -44,8 +44,9 @@ func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
 		}
 		return StatResult{}, classify("stat", err)
 	}
-	defer context.AfterFunc(sctx, c.Abort)()
+	stop := abortOnEnd(sctx, c, a.Shared != nil)
 	fi, err := c.Stat(in.RemotePath)
+	stop()
 	done(err)
 	if err != nil {
 		return StatResult{}, classify("stat "+in.RemotePath, err)

@@ -276,7 +276,9 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 			RangeSize: o.RangeSize, Connections: o.Connections, MD5: r.in.Job.MD5, Key: r.in.Job.Key()}
 		var err error
 		if local {
-			lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Minute,
+			// An hour per attempt: the download may wait that long for a slot of the SFTP server's
+			// limits (the SDK keeps the workflow task alive meanwhile).
+			lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Hour,
 				ScheduleToCloseTimeout: 24 * time.Hour, RetryPolicy: retry(o, o.MaxAttempts), Summary: summary})
 			err = workflow.ExecuteLocalActivity(lctx, "Small", in).Get(ctx, &sr)
 		} else {
@@ -284,7 +286,18 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 				o.MaxAttempts), a.Small, in).Get(ctx, &sr)
 		}
 		if err != nil {
-			r.attempts += attemptsOf(err, o.MaxAttempts)
+			if local {
+				// A local activity's error carries no retry state: it ran out of attempts unless the
+				// error was final.
+				var app *temporal.ApplicationError
+				if errors.As(err, &app) && app.NonRetryable() {
+					r.attempts++
+				} else {
+					r.attempts += max(o.MaxAttempts, 1)
+				}
+			} else {
+				r.attempts += attemptsOf(err, o.MaxAttempts)
+			}
 			stage := activities.FailedStep(err)
 			if stage == "" {
 				stage = activities.TimedOutStep(err) // a hang: the step of its last heartbeat

@@ -228,7 +228,8 @@ func TestSmallFileTimeoutNamesTheStepThatHung(t *testing.T) {
 		temporal.NewApplicationErrorWithOptions("step upload did not finish before the attempt's deadline", activities.ErrTypeStepTimeout,
 			temporal.ApplicationErrorOptions{Details: []any{"upload"}}))
 	f.env.ExecuteWorkflow(Name, smallInput())
-	if len(f.dead) != 1 || f.dead[0].Stage != "upload" || f.dead[0].ErrorType != activities.ErrTypeStepTimeout {
+	// Retryable: both attempts (max_attempts 2) ran, and the dead letter counts them.
+	if len(f.dead) != 1 || f.dead[0].Stage != "upload" || f.dead[0].ErrorType != activities.ErrTypeStepTimeout || f.dead[0].Attempts != 2 {
 		t.Fatalf("dead letters %+v", f.dead)
 	}
 	want := []string{"queued:started:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",

@@ -172,6 +172,28 @@ func (d *Dialer) Dial(ctx context.Context, opts ...sftp.ClientOption) (*Client, 
 	return &Client{Client: sc, conn: conn}, nil
 }
 
+// DialRetry is Dial, tried again a few times when the handshake fails: servers limit handshakes in
+// progress (OpenSSH's MaxStartups, 10 by default) and drop the connections beyond it, which a
+// download opening many connections at once runs into. Host key and authentication errors are final.
+func (d *Dialer) DialRetry(ctx context.Context) (*Client, error) {
+	var err error
+	for try := range 5 {
+		var c *Client
+		if c, err = d.Dial(ctx); err == nil {
+			return c, nil
+		}
+		if errors.Is(err, ErrHostKey) || errors.Is(err, ErrAuth) || ctx.Err() != nil {
+			return nil, err
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-time.After(time.Duration(try+1) * 150 * time.Millisecond):
+		}
+	}
+	return nil, err
+}
+
 func isAuthError(err error) bool {
 	var se *ssh.ServerAuthError
 	if errors.As(err, &se) {

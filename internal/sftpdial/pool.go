@@ -3,7 +3,10 @@ package sftpdial
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/pkg/sftp"
@@ -34,8 +37,10 @@ type Pool struct {
 	conns   []*pooled
 	dialing int
 	changed chan struct{} // closed and replaced when a dial ends
-	closed  bool
-	stop    chan struct{}
+	// noSlotUntil: the last try for a slot found none; open connections are shared until then.
+	noSlotUntil time.Time
+	closed      bool
+	stop        chan struct{}
 }
 
 type pooled struct {
@@ -58,8 +63,8 @@ func NewPool(d *Dialer, size, perConn int, idle time.Duration, slot SlotFunc) *P
 }
 
 // Get returns a connection to use and the function to call when done with it, with the error the
-// operation ended with: an error other than an SFTP status (a lost connection, a timeout) retires
-// the connection. The caller must not Close the connection; Abort is allowed for a stalled server.
+// operation ended with: an error that says the connection is gone (ConnectionLost) retires it;
+// others (no such file, a cancelled caller, a local disk error) leave it to the next user. The caller must not Close the connection; Abort is allowed for a stalled server.
 func (p *Pool) Get(ctx context.Context) (*Client, func(error), error) {
 	for {
 		p.mu.Lock()
@@ -68,7 +73,7 @@ func (p *Pool) Get(ctx context.Context) (*Client, func(error), error) {
 			return nil, nil, errors.New("sftp pool closed")
 		}
 		best := p.leastUsed()
-		if best != nil && (best.users < p.perConn || len(p.conns)+p.dialing >= p.size) {
+		if best != nil && (best.users < p.perConn || len(p.conns)+p.dialing >= p.size || time.Now().Before(p.noSlotUntil)) {
 			best.users++
 			p.mu.Unlock()
 			return best.c, p.done(best), nil
@@ -90,9 +95,10 @@ func (p *Pool) Get(ctx context.Context) (*Client, func(error), error) {
 		if !errors.Is(err, ErrNoSlot) {
 			return c, done, err
 		}
-		// No slot for another connection: share an open one (asking again for a slot at once
-		// would only spin).
+		// No slot for another connection: share an open one, and do not ask for a slot again for
+		// a second (each ask may be a query to the limiter's database).
 		p.mu.Lock()
+		p.noSlotUntil = time.Now().Add(time.Second)
 		if best = p.leastUsed(); best != nil {
 			best.users++
 			p.mu.Unlock()
@@ -122,7 +128,7 @@ func (p *Pool) dial(ctx context.Context, busy bool) (*Client, func(error), error
 		}
 		release, lost = r, l
 	}
-	c, err := p.d.Dial(ctx)
+	c, err := p.d.DialRetry(ctx)
 	p.mu.Lock()
 	finished()
 	if err != nil {
@@ -174,12 +180,11 @@ func (p *Pool) done(pc *pooled) func(error) {
 	var once sync.Once
 	return func(err error) {
 		once.Do(func() {
-			var se *sftp.StatusError
 			p.mu.Lock()
 			defer p.mu.Unlock()
 			pc.users--
 			pc.last = time.Now()
-			if err != nil && !errors.As(err, &se) {
+			if ConnectionLost(err) {
 				pc.dead = true
 			}
 			p.retire()
@@ -252,7 +257,18 @@ func (p *Pool) Close() {
 	p.mu.Unlock()
 	for _, pc := range conns {
 		close(pc.gone)
-		pc.c.Close()
+		pc.c.Abort() // Close would wait on a server that stopped answering
 		pc.release()
 	}
+}
+
+// ConnectionLost reports an error that means the SSH connection or the SFTP session is gone.
+func ConnectionLost(err error) bool {
+	if err == nil {
+		return false
+	}
+	var ne net.Error
+	return errors.Is(err, sftp.ErrSSHFxConnectionLost) || errors.Is(err, io.ErrUnexpectedEOF) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.As(err, &ne)
 }

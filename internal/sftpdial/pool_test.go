@@ -131,6 +131,16 @@ func TestPoolRetiresDroppedConnection(t *testing.T) {
 	p := sftpdial.NewPool(d, 1, 8, time.Minute, s.fn)
 	defer p.Close()
 	stats(t, p, 5)
+	// An error of the file, not of the connection, keeps the connection.
+	c, done, err := p.Get(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.Stat("/no-such-file")
+	done(err)
+	if err == nil || p.Open() != 1 || srv.Server.Connections() != 1 {
+		t.Fatalf("after a stat of a missing file (%v): %d open, %d dialed", err, p.Open(), srv.Server.Connections())
+	}
 	srv.Server.DropConnections()
 	deadline := time.Now().Add(5 * time.Second)
 	for p.Open() > 0 || s.returned.Load() != 1 {
