@@ -6,7 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	enumspb "go.temporal.io/api/enums/v1"
+
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/internal/testproc"
 )
@@ -60,18 +64,38 @@ func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 	t.Logf("published %d jobs over 6 partitions in %s", jobs, time.Since(start).Round(time.Millisecond))
 
 	s.waitFor("a third of the jobs", 2*time.Minute, func() bool { return s.succeeded() >= jobs/3 })
-	// Then the moment host-b has a large job in hand (begun there, not archived yet): a small one
-	// is gone in a few milliseconds.
-	s.waitFor("host-b to hold an unfinished large job", time.Minute, func() bool {
-		var n int
-		_ = s.store.Pool().QueryRow(s.ctx, `SELECT count(*) FROM jobs j WHERE status <> 'SUCCEEDED' AND size_bytes >= 32 << 20 AND EXISTS (
-			SELECT 1 FROM job_events e WHERE e.job_id = j.job_id AND e.step = 'download' AND e.outcome = 'started'
-			AND e.detail LIKE '% on host-b%')`).Scan(&n)
-		return n > 0
+	// Then the moment host-b is downloading a large job, as Temporal sees it (the audit rows lag
+	// behind by a workflow task): a Download started on the host queue of host-b, which only
+	// host-b's worker polls. A small job is gone in a few milliseconds.
+	var caught string
+	s.waitFor("host-b to be downloading a large job", time.Minute, func() bool {
+		rows, err := s.store.Pool().Query(s.ctx, `SELECT job_id FROM jobs j WHERE size_bytes >= 32 << 20 AND status <> 'SUCCEEDED'
+			AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id AND e.step = 'download' AND e.outcome = 'started'
+				AND e.detail LIKE '% on host-b%')`)
+		if err != nil {
+			return false
+		}
+		ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			return false
+		}
+		for _, id := range ids {
+			d, err := s.c.DescribeWorkflowExecution(s.ctx, job.Job{ID: id}.WorkflowID(), "")
+			if err != nil {
+				continue
+			}
+			for _, pa := range d.GetPendingActivities() {
+				if pa.GetActivityType().GetName() == "Download" && pa.GetState() == enumspb.PENDING_ACTIVITY_STATE_STARTED {
+					caught = id
+					return true
+				}
+			}
+		}
+		return false
 	})
 	killedAt := s.succeeded()
 	procs["host-b"].Kill()
-	t.Logf("SIGKILLed host-b's worker after %s, with %d of %d jobs archived", time.Since(start).Round(time.Millisecond), killedAt, jobs)
+	t.Logf("SIGKILLed host-b's worker after %s, with %d of %d jobs archived, while it downloaded %s", time.Since(start).Round(time.Millisecond), killedAt, jobs, caught)
 
 	s.waitFor("every job", 4*time.Minute, func() bool { return s.succeeded() == jobs })
 	drain := time.Since(start)
@@ -92,6 +116,10 @@ func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 		srv.PeakFilesRead(), maxJobs)
 	if moved == 0 {
 		t.Error("no job of the killed worker moved to another host")
+	}
+	var caughtHost string
+	if err := pool.QueryRow(s.ctx, `SELECT coalesce(host, '') FROM jobs WHERE job_id = $1 AND status = 'SUCCEEDED'`, caught).Scan(&caughtHost); err != nil || caughtHost == "host-b" {
+		t.Errorf("%s, downloading on host-b when it was killed, archived on %q (%v)", caught, caughtHost, err)
 	}
 	if p := srv.PeakSessions(); p > maxConns {
 		t.Errorf("the SFTP server saw %d sessions at once, limit %d", p, maxConns)
