@@ -386,7 +386,8 @@ func (a *Transfer) heartbeatEvery() time.Duration {
 	return time.Second
 }
 
-// fetchRanges runs one connection (shared, or else one of its own): it takes range indices from work until it is closed, starting
+// fetchRanges runs one connection (shared, or else one of its own): it takes range indices from
+// work until it is closed, starting
 // each range after the bytes startOf says are already there, and reports the bytes of range i as
 // they land (in order from the range's start) and each finished range.
 func (a *Transfer) fetchRanges(ctx context.Context, in DownloadInput, f *os.File, shared *sftpdial.Client, work <-chan int, startOf map[int]int64,

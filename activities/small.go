@@ -40,9 +40,9 @@ type SmallResult struct {
 	Reused bool
 }
 
-// Small runs Download, Verify, Promote and Upload of one small file as one activity: one task on
-// the host queue instead of four, for files that take less time to move than the round trips
-// between four activities. Each step behaves as on its own. A failure names its step in the
+// Small runs Download, Verify, Promote and Upload of one small file as one activity, for files that
+// take less time to move than the round trips between four activities. The workflow runs it as a
+// local activity (runs from before that, as an activity on the host queue). Each step behaves as on its own. A failure names its step in the
 // ApplicationError's details (see FailedStep); a retry that finds the file already promoted (same
 // size and the job's MD5; never without one) goes straight to the upload.
 func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error) {

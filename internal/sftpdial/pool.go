@@ -64,7 +64,8 @@ func NewPool(d *Dialer, size, perConn int, idle time.Duration, slot SlotFunc) *P
 
 // Get returns a connection to use and the function to call when done with it, with the error the
 // operation ended with: an error that says the connection is gone (ConnectionLost) retires it;
-// others (no such file, a cancelled caller, a local disk error) leave it to the next user. The caller must not Close the connection; Abort is allowed for a stalled server.
+// others (no such file, a cancelled caller, a local disk error) leave it to the next user. The
+// caller must not Close the connection; Abort is allowed for a stalled server.
 func (p *Pool) Get(ctx context.Context) (*Client, func(error), error) {
 	for {
 		p.mu.Lock()
@@ -74,9 +75,7 @@ func (p *Pool) Get(ctx context.Context) (*Client, func(error), error) {
 		}
 		best := p.leastUsed()
 		if best != nil && (best.users < p.perConn || len(p.conns)+p.dialing >= p.size || time.Now().Before(p.noSlotUntil)) {
-			best.users++
-			p.mu.Unlock()
-			return best.c, p.done(best), nil
+			return p.use(best)
 		}
 		if best == nil && p.dialing > 0 {
 			// The first connection is on its way: wait for it rather than dial another.
@@ -100,12 +99,17 @@ func (p *Pool) Get(ctx context.Context) (*Client, func(error), error) {
 		p.mu.Lock()
 		p.noSlotUntil = time.Now().Add(time.Second)
 		if best = p.leastUsed(); best != nil {
-			best.users++
-			p.mu.Unlock()
-			return best.c, p.done(best), nil
+			return p.use(best)
 		}
 		p.mu.Unlock()
 	}
+}
+
+// use hands pc to one more user. p.mu is held; use unlocks it.
+func (p *Pool) use(pc *pooled) (*Client, func(error), error) {
+	pc.users++
+	p.mu.Unlock()
+	return pc.c, p.done(pc), nil
 }
 
 // dial opens a connection for Get, with a slot of the server's limit: while another connection is
@@ -138,7 +142,7 @@ func (p *Pool) dial(ctx context.Context, busy bool) (*Client, func(error), error
 	}
 	if p.closed {
 		p.mu.Unlock()
-		c.Close()
+		c.Abort()
 		release()
 		return nil, nil, errors.New("sftp pool closed")
 	}
