@@ -53,6 +53,8 @@ type Bridge struct {
 	Backoff time.Duration
 	// RemoteHost is the SFTP server's host, stored in each workflow's RemoteHost search attribute.
 	RemoteHost string
+	// Policy holds the deployment's limits on paths and keys, applied at validation.
+	Policy job.Policy
 	// OnStarted, when set, is called after each accepted start (for metrics and tests).
 	OnStarted func(jobID string, duplicate bool)
 }
@@ -85,7 +87,7 @@ func (b *Bridge) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 
 // handle retries until the message is accepted by Temporal or the dead-letter topic, or ctx ends.
 func (b *Bridge) handle(ctx context.Context, msg *sarama.ConsumerMessage) error {
-	j, verr := job.Parse(msg.Key, msg.Value)
+	j, verr := b.Policy.Parse(msg.Key, msg.Value)
 	log := b.Logger.With("topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
 	wait := 100 * time.Millisecond
 	for {
@@ -238,7 +240,7 @@ func Run(ctx context.Context, brokers []string, group, topic string, sc *sarama.
 // New builds the bridge the config describes.
 func New(cfg config.Config, c WorkflowStarter, dlq sarama.SyncProducer, log *slog.Logger) *Bridge {
 	return &Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: WorkflowOptions(cfg), DLQ: dlq,
-		DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: 30 * time.Second, RemoteHost: hostOf(cfg.SFTP.Addr)}
+		DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: 30 * time.Second, RemoteHost: hostOf(cfg.SFTP.Addr), Policy: cfg.JobPolicy()}
 }
 
 // RunConfig runs b in the consumer group the config names until ctx ends.

@@ -14,7 +14,6 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
-	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/starter"
@@ -134,7 +133,7 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 		APIKey: cfg.UI.APIKey.Reveal(), PublicRead: cfg.UI.PublicRead, RateLimit: cfg.UI.RateLimit,
 		DLQTopic: cfg.Kafka.DLQTopic, Republish: kc.Republish(cfg.Kafka.JobsTopic),
 		Submit: func(_ context.Context, msg []byte) (ui.SubmitResult, error) {
-			j, err := job.Parse(nil, msg)
+			j, err := cfg.JobPolicy().Parse(nil, msg)
 			if err != nil {
 				return ui.SubmitResult{}, echo.NewHTTPError(http.StatusBadRequest, err.Error())
 			}

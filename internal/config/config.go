@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"reflect"
 	"strconv"
 	"strings"
@@ -15,6 +16,8 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/caarlos0/env/v11"
+
+	"github.com/kafkasync/kafkasync/internal/job"
 )
 
 // EnvPrefix starts the name of every environment variable that overrides a config key.
@@ -123,6 +126,9 @@ type SFTP struct {
 	// one range, which share them (each also holds a connection slot); 0: every such operation
 	// opens its own connection.
 	SharedConnections int `toml:"shared_connections" env:"SHARED_CONNECTIONS"`
+	// AllowedPaths: when set, only jobs for files in these directories (or below them) are
+	// accepted; others are refused at validation. Empty: every path the account can read.
+	AllowedPaths []string `toml:"allowed_paths" env:"ALLOWED_PATHS" envSeparator:","`
 }
 
 // Transfer tunes the workflow and the worker's local directories.
@@ -149,6 +155,12 @@ type Transfer struct {
 	// SmallFile: files up to this size run download, verify, promote and upload as one activity,
 	// saving three task round trips through Temporal; 0 turns it off.
 	SmallFile ByteSize `toml:"small_file" env:"SMALL_FILE"`
+	// MaxFileSize refuses larger remote files at stat and at download (default 5TiB, S3's limit
+	// for one object).
+	MaxFileSize ByteSize `toml:"max_file_size" env:"MAX_FILE_SIZE"`
+	// KeepCompleted keeps a file in completed/ this long after its upload was verified (a sweeper
+	// removes older ones); 0 removes it at once.
+	KeepCompleted Duration `toml:"keep_completed" env:"KEEP_COMPLETED"`
 }
 
 // S3 is the destination bucket.
@@ -163,6 +175,9 @@ type S3 struct {
 	Concurrency int      `toml:"concurrency" env:"CONCURRENCY"`
 	// CAFile, a PEM file, replaces the system's roots for an https endpoint (a private CA).
 	CAFile string `toml:"ca_file" env:"CA_FILE"`
+	// AllowedKeyPrefixes: when set, a job's object key must start with one of these; others are
+	// refused at validation. Empty: any key.
+	AllowedKeyPrefixes []string `toml:"allowed_key_prefixes" env:"ALLOWED_KEY_PREFIXES" envSeparator:","`
 }
 
 // Postgres is the audit database.
@@ -252,6 +267,7 @@ func Default() Config {
 			RetryInterval:    Duration(time.Second),
 			HostMoves:        3,
 			SmallFile:        4 << 20,
+			MaxFileSize:      5 << 40,
 		},
 		S3: S3{
 			Endpoint:    "http://127.0.0.1:9000",
@@ -358,7 +374,21 @@ func (c Config) Validate() error {
 	check(c.UI.APIKey == "" || len(c.UI.APIKey) >= 16, "ui.api_key: shorter than 16 characters")
 	check(c.S3.PartSize >= 5<<20, "s3.part_size: %s below the S3 minimum of 5MiB", c.S3.PartSize)
 	check(c.Transfer.HostID != "" && !strings.ContainsAny(c.Transfer.HostID, " /\t"), "transfer.host_id: %q unusable in a task queue name", c.Transfer.HostID)
+	check(c.Transfer.MaxFileSize > 0, "transfer.max_file_size: must be above 0")
+	check(c.Transfer.KeepCompleted >= 0, "transfer.keep_completed: negative")
+	for _, p := range c.SFTP.AllowedPaths {
+		check(strings.HasPrefix(p, "/") && path.Clean(p) == strings.TrimSuffix(p, "/") || p == "/",
+			"sftp.allowed_paths: %q is not an absolute, normalised directory", p)
+	}
+	for _, p := range c.S3.AllowedKeyPrefixes {
+		check(p != "" && !strings.HasPrefix(p, "/"), "s3.allowed_key_prefixes: %q must be non-empty and not start with /", p)
+	}
 	return errors.Join(errs...)
+}
+
+// JobPolicy is the deployment's own limits on the jobs it accepts.
+func (c Config) JobPolicy() job.Policy {
+	return job.Policy{AllowedPaths: c.SFTP.AllowedPaths, AllowedKeyPrefixes: c.S3.AllowedKeyPrefixes}
 }
 
 // Environ returns the configuration as KAFKASYNC_* environment variables, secrets included: it is

@@ -112,6 +112,23 @@ func TestParseRefuses(t *testing.T) {
 		{"dest key empty", "", `{"remote_path":"/a","dest_key":""}`, "bad_dest_key"},
 		{"dest key trailing slash", "", `{"remote_path":"/a","dest_key":"a/"}`, "bad_dest_key"},
 		{"dest key control", "", `{"remote_path":"/a","dest_key":"a\tb"}`, "bad_dest_key"},
+		// encoding/json alone matches names in any case and folds look-alike letters.
+		{"field name in upper case", "", `{"remote_path":"/in/a","REMOTE_PATH":"/etc/shadow"}`, "bad_json"},
+		{"field name in mixed case only", "", `{"Remote_Path":"/etc/shadow"}`, "bad_json"},
+		{"long s for s", "", "{\"remote_path\":\"/in/a\",\"\u017Fize\":5}", "bad_json"},
+		{"Kelvin sign for k", "", "{\"remote_path\":\"/in/a\",\"dest_\u212Aey\":\"etc/shadow\"}", "bad_json"},
+		{"legacy name in upper case", "", `{"NAME":"shadow","location":"/etc"}`, "bad_json"},
+		{"Hangul filler", "", "{\"remote_path\":\"/in/\u3164.pdf\"}", "bad_path"},
+		{"halfwidth Hangul filler", "", "{\"remote_path\":\"/in/a\uFFA0b\"}", "bad_path"},
+		{"non-character U+FFFE", "", "{\"remote_path\":\"/in/a\uFFFEb\"}", "bad_path"},
+		{"non-character U+FDD0", "", "{\"remote_path\":\"/in/a\uFDD0b\"}", "bad_path"},
+		{"combining grapheme joiner", "", "{\"remote_path\":\"/in/a\u034Fb\"}", "bad_path"},
+		{"no-break space", "", "{\"remote_path\":\"/in/a\u00A0b\"}", "bad_path"},
+		{"ideographic space", "", "{\"remote_path\":\"/in/a\u3000b\"}", "bad_path"},
+		{"variation selector", "", "{\"remote_path\":\"/in/a\uFE0Fb\"}", "bad_path"},
+		{"private use", "", "{\"remote_path\":\"/in/a\uE000b\"}", "bad_path"},
+		{"tag character", "", "{\"remote_path\":\"/in/a\U000E0041b\"}", "bad_path"},
+		{"dest key Hangul filler", "", "{\"remote_path\":\"/a\",\"dest_key\":\"x/\u3164\"}", "bad_dest_key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var key []byte
@@ -160,4 +177,33 @@ func FuzzParse(f *testing.F) {
 			}
 		}
 	})
+}
+
+func TestPolicyRefusesOutsideAllowed(t *testing.T) {
+	p := Policy{AllowedPaths: []string{"/uploads", "/partner/out/"}, AllowedKeyPrefixes: []string{"invoices/", "archive/"}}
+	for _, tc := range []struct {
+		name, value, reason string
+	}{
+		{"allowed", `{"remote_path":"/uploads/a.pdf","dest_key":"invoices/a.pdf"}`, ""},
+		{"allowed, second dir, key from a prefix", `{"remote_path":"/partner/out/x/b.pdf","dest_key":"archive/b.pdf"}`, ""},
+		{"path outside", `{"remote_path":"/etc/shadow","dest_key":"invoices/s"}`, "path_not_allowed"},
+		{"sibling with the same prefix", `{"remote_path":"/uploads-private/a","dest_key":"invoices/a"}`, "path_not_allowed"},
+		{"key outside", `{"remote_path":"/uploads/a.pdf","dest_key":"other/a.pdf"}`, "key_not_allowed"},
+		{"derived key outside", `{"remote_path":"/uploads/a.pdf"}`, "key_not_allowed"},
+		{"legacy path outside", `{"name":"shadow","location":"/etc"}`, "path_not_allowed"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := p.Parse([]byte("k"), []byte(tc.value))
+			var ve *ValidationError
+			switch {
+			case tc.reason == "" && err != nil:
+				t.Fatalf("refused: %v", err)
+			case tc.reason != "" && (!errors.As(err, &ve) || ve.Reason != tc.reason):
+				t.Fatalf("err %v, want reason %s", err, tc.reason)
+			}
+		})
+	}
+	if _, err := Parse([]byte("k"), []byte(`{"remote_path":"/etc/hosts"}`)); err != nil {
+		t.Fatalf("the zero Policy allows every path: %v", err)
+	}
 }
