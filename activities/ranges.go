@@ -1,6 +1,11 @@
 package activities
 
-import "sort"
+import (
+	"iter"
+	"slices"
+	"sort"
+	"time"
+)
 
 // Span is a half-open run [From, To) of range indices.
 type Span struct {
@@ -9,11 +14,14 @@ type Span struct {
 }
 
 // Progress is the Download heartbeat: which ranges of the staging file are written and synced. A
-// retry trusts it only when Size and RangeSize match and the staging file has exactly Size bytes.
+// retry trusts it only when Size, RangeSize and ModTime match the remote file and the staging file
+// has exactly Size bytes.
 type Progress struct {
-	Size      int64  `json:"size"`
-	RangeSize int64  `json:"range_size"`
-	Done      []Span `json:"done"`
+	Size      int64 `json:"size"`
+	RangeSize int64 `json:"range_size"`
+	// ModTime is the remote file's modification time when these bytes were read.
+	ModTime time.Time `json:"mtime"`
+	Done    []Span    `json:"done"`
 	// Partial holds, for ranges begun but not finished, how many bytes from the range's start are
 	// written and synced; a retry fetches only the rest of such a range.
 	Partial map[int]int64 `json:"partial,omitempty"`
@@ -38,56 +46,97 @@ func RangeBounds(i int, size, rangeSize int64) (off, end int64) {
 	return off, min(off+rangeSize, size)
 }
 
-// Spans compresses a set of done range indices into sorted, merged spans.
-func Spans(done map[int]bool) []Span {
-	idx := make([]int, 0, len(done))
-	for i, ok := range done {
-		if ok {
-			idx = append(idx, i)
+// RangeSet is a set of range indices below N, kept as sorted, merged spans: its size follows the
+// number of gaps, never the number of ranges, so a huge file costs no memory to plan. Not safe for
+// concurrent use.
+type RangeSet struct {
+	N     int
+	spans []Span
+}
+
+// NewRangeSet holds spans clipped to [0, n), sorted and merged.
+func NewRangeSet(spans []Span, n int) *RangeSet {
+	s := &RangeSet{N: n}
+	clipped := make([]Span, 0, len(spans))
+	for _, sp := range spans {
+		if sp.From, sp.To = max(sp.From, 0), min(sp.To, n); sp.From < sp.To {
+			clipped = append(clipped, sp)
 		}
 	}
-	sort.Ints(idx)
-	var out []Span
-	for _, i := range idx {
-		if n := len(out); n > 0 && out[n-1].To == i {
-			out[n-1].To++
+	sort.Slice(clipped, func(i, j int) bool { return clipped[i].From < clipped[j].From })
+	for _, sp := range clipped {
+		if k := len(s.spans); k > 0 && sp.From <= s.spans[k-1].To {
+			s.spans[k-1].To = max(s.spans[k-1].To, sp.To)
 			continue
 		}
-		out = append(out, Span{From: i, To: i + 1})
+		s.spans = append(s.spans, sp)
 	}
-	return out
+	return s
 }
 
-// DoneSet expands spans into a set of indices below n; indices out of range are dropped.
-func DoneSet(spans []Span, n int) map[int]bool {
-	done := map[int]bool{}
-	for _, s := range spans {
-		for i := max(s.From, 0); i < s.To && i < n; i++ {
-			done[i] = true
+// Add puts range i into the set.
+func (s *RangeSet) Add(i int) {
+	if i < 0 || i >= s.N {
+		return
+	}
+	k := sort.Search(len(s.spans), func(k int) bool { return s.spans[k].To >= i })
+	switch {
+	case k < len(s.spans) && s.spans[k].From <= i: // inside, or right after span k
+		if s.spans[k].To == i {
+			s.spans[k].To++
+			if k+1 < len(s.spans) && s.spans[k+1].From == i+1 {
+				s.spans[k].To = s.spans[k+1].To
+				s.spans = slices.Delete(s.spans, k+1, k+2)
+			}
 		}
+	case k < len(s.spans) && s.spans[k].From == i+1: // right before span k
+		s.spans[k].From = i
+	default:
+		s.spans = slices.Insert(s.spans, k, Span{From: i, To: i + 1})
 	}
-	return done
 }
 
-// Missing lists, in order, the ranges of n not in done.
-func Missing(done map[int]bool, n int) []int {
-	var out []int
-	for i := 0; i < n; i++ {
-		if !done[i] {
-			out = append(out, i)
-		}
-	}
-	return out
+// Has reports whether range i is in the set.
+func (s *RangeSet) Has(i int) bool {
+	k := sort.Search(len(s.spans), func(k int) bool { return s.spans[k].To > i })
+	return k < len(s.spans) && s.spans[k].From <= i
 }
 
-// DoneBytes is how many bytes the done ranges cover.
-func DoneBytes(done map[int]bool, size, rangeSize int64) int64 {
+// Spans returns a copy of the set's spans.
+func (s *RangeSet) Spans() []Span { return slices.Clone(s.spans) }
+
+// Len is how many ranges the set holds.
+func (s *RangeSet) Len() int {
+	n := 0
+	for _, sp := range s.spans {
+		n += sp.To - sp.From
+	}
+	return n
+}
+
+// Bytes is how many bytes the set's ranges cover.
+func (s *RangeSet) Bytes(size, rangeSize int64) int64 {
 	var b int64
-	for i := range done {
-		off, end := RangeBounds(i, size, rangeSize)
-		if end > off {
-			b += end - off
-		}
+	for _, sp := range s.spans {
+		off, _ := RangeBounds(sp.From, size, rangeSize)
+		_, end := RangeBounds(sp.To-1, size, rangeSize)
+		b += end - off
 	}
 	return b
+}
+
+// Missing yields, in order and one at a time, the ranges below N not in the set.
+func (s *RangeSet) Missing() iter.Seq[int] {
+	spans := s.Spans()
+	return func(yield func(int) bool) {
+		next := 0
+		for _, sp := range append(spans, Span{From: s.N, To: s.N}) {
+			for i := next; i < sp.From; i++ {
+				if !yield(i) {
+					return
+				}
+			}
+			next = sp.To
+		}
+	}
 }

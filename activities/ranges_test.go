@@ -2,6 +2,8 @@ package activities
 
 import (
 	"reflect"
+	"runtime"
+	"slices"
 	"testing"
 )
 
@@ -40,25 +42,53 @@ func TestNumRangesAndBounds(t *testing.T) {
 	}
 }
 
-func TestSpansRoundTrip(t *testing.T) {
-	done := map[int]bool{0: true, 1: true, 2: true, 5: true, 7: true, 8: true, 9: false}
-	spans := Spans(done)
-	want := []Span{{0, 3}, {5, 6}, {7, 9}}
-	if !reflect.DeepEqual(spans, want) {
-		t.Fatalf("Spans = %v, want %v", spans, want)
+func TestRangeSet(t *testing.T) {
+	s := NewRangeSet([]Span{{7, 9}, {-3, 2}, {1, 3}, {5, 6}, {8, 50}}, 10)
+	if want := []Span{{0, 3}, {5, 6}, {7, 10}}; !reflect.DeepEqual(s.Spans(), want) {
+		t.Fatalf("spans %v, want %v", s.Spans(), want)
 	}
-	back := DoneSet(spans, 10)
-	if len(back) != 6 || !back[8] || back[9] || back[3] {
-		t.Fatalf("DoneSet = %v", back)
+	if got := slices.Collect(s.Missing()); !reflect.DeepEqual(got, []int{3, 4, 6}) {
+		t.Fatalf("missing %v", got)
 	}
-	if got := Missing(back, 10); !reflect.DeepEqual(got, []int{3, 4, 6, 9}) {
-		t.Fatalf("Missing = %v", got)
+	if got := s.Bytes(95, 10); got != 65 {
+		t.Fatalf("bytes %d, want 65", got)
 	}
-	if got := DoneBytes(back, 95, 10); got != 60 {
-		t.Fatalf("DoneBytes = %d, want 60", got)
+	for _, i := range []int{4, 3, 6, 20, -1} {
+		s.Add(i)
 	}
-	// Spans from a heartbeat of a different plan are clipped, never trusted beyond n.
-	if got := DoneSet([]Span{{-3, 2}, {8, 50}}, 10); len(got) != 4 || got[-1] || got[10] {
-		t.Fatalf("clipped DoneSet = %v", got)
+	if want := []Span{{0, 10}}; !reflect.DeepEqual(s.Spans(), want) || s.Len() != 10 || !s.Has(9) || s.Has(10) {
+		t.Fatalf("after adds: %v", s.Spans())
+	}
+	// Ranges finishing out of order.
+	r := NewRangeSet(nil, 100)
+	for _, i := range []int{5, 3, 4, 9, 0, 1, 2, 8, 6} {
+		r.Add(i)
+	}
+	if want := []Span{{0, 7}, {8, 10}}; !reflect.DeepEqual(r.Spans(), want) {
+		t.Fatalf("spans %v, want %v", r.Spans(), want)
+	}
+}
+
+// A huge announced size costs no memory to plan: the missing ranges are produced one at a time.
+func TestPlanningAHugeFileIsLazy(t *testing.T) {
+	const size = int64(1) << 62
+	n := NumRanges(size, 1<<20)
+	s := NewRangeSet([]Span{{0, 2}}, n)
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	before := ms.TotalAlloc
+	var got []int
+	for i := range s.Missing() {
+		got = append(got, i)
+		if len(got) == 3 {
+			break
+		}
+	}
+	runtime.ReadMemStats(&ms)
+	if !reflect.DeepEqual(got, []int{2, 3, 4}) || ms.TotalAlloc-before > 1<<20 {
+		t.Fatalf("first missing %v, allocated %d bytes", got, ms.TotalAlloc-before)
+	}
+	if b := s.Bytes(size, 1<<20); b != 2<<20 {
+		t.Fatalf("bytes %d", b)
 	}
 }

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/activity"
-	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -26,7 +25,7 @@ type SmallInput struct {
 	Connections int
 	// MD5 is the expected digest, or "".
 	MD5 string
-	// Key is the S3 key and the path under completed/.
+	// Key is the S3 key; the file waits under completed/<job id>/<key>.
 	Key string
 }
 
@@ -41,57 +40,46 @@ type SmallResult struct {
 }
 
 // Small runs Download, Verify, Promote and Upload of one small file as one activity, for files that
-// take less time to move than the round trips between four activities. The workflow runs it as a
-// local activity (runs from before that, as an activity on the host queue). Each step behaves as on its own. A failure names its step in the
+// take less time to move than the round trips between four activities; the workflow runs it as a
+// local activity. Each step behaves as on its own. A failure names its step in the
 // ApplicationError's details (see FailedStep); a retry that finds the file already promoted (same
 // size and the job's MD5; never without one) goes straight to the upload.
 func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error) {
 	var res SmallResult
 	// The steps end a little before the attempt does, so that a step that hangs fails with its
-	// name (ErrTypeStepTimeout) rather than as a bare timeout; a local activity has no heartbeat
-	// to carry it.
+	// name (ErrTypeStepTimeout) rather than as a bare timeout.
 	outer := ctx
 	if dl, ok := ctx.Deadline(); ok && time.Until(dl) > 10*time.Second {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, dl.Add(-5*time.Second))
 		defer cancel()
 	}
-	// Reuse only what the job's own MD5 vouches for: without one, a file left under the same key
-	// (by an earlier job, before the remote file changed) could pass for this job's.
+	// Reuse only what the job's own MD5 vouches for: without one, a file an earlier run of this job
+	// left (before the remote file changed) could pass for this one's.
 	if _, err := a.Staging.Stat(StagingName(in.JobID)); errors.Is(err, fs.ErrNotExist) && in.MD5 != "" {
-		if fi, err := a.Completed.Stat(in.Key); err == nil && fi.Mode().IsRegular() && fi.Size() == in.Size {
-			if sum, err := a.completedMD5(in.Key); err == nil && sum == in.MD5 {
+		if fi, err := a.Completed.Stat(CompletedPath(in.JobID, in.Key)); err == nil && fi.Mode().IsRegular() && fi.Size() == in.Size {
+			if sum, err := a.completedMD5(CompletedPath(in.JobID, in.Key)); err == nil && sum == in.MD5 {
 				res.MD5, res.Reused = sum, true
 			}
 		}
 	}
-	// Each step runs with its name in the context: every heartbeat carries it after the step's own
-	// details, so a timeout names the step that hung (TimedOutStep). Between the steps the activity
-	// heartbeats too, so the heartbeat timeout covers each step on its own.
-	step := func(name string) context.Context {
-		sctx := context.WithValue(ctx, stepKey{}, name)
-		if activity.IsActivity(ctx) {
-			heartbeat(sctx, smallStep{Step: name})
-		}
-		return sctx
-	}
 	if !res.Reused {
-		dl, err := a.Download(step("download"), DownloadInput{JobID: in.JobID, RemotePath: in.RemotePath, Size: in.Size,
+		dl, err := a.Download(ctx, DownloadInput{JobID: in.JobID, RemotePath: in.RemotePath, Size: in.Size,
 			RangeSize: in.RangeSize, Connections: in.Connections})
 		if err != nil {
 			return res, inStep(outer, ctx, "download", err)
 		}
 		res.Download = dl
-		vr, err := a.Verify(step("verify"), VerifyInput{JobID: in.JobID, MD5: in.MD5, Size: in.Size})
+		vr, err := a.Verify(ctx, VerifyInput{JobID: in.JobID, MD5: in.MD5, Size: in.Size})
 		if err != nil {
 			return res, inStep(outer, ctx, "verify", err)
 		}
 		res.MD5 = vr.MD5
-		if _, err := a.Promote(step("promote"), PromoteInput{JobID: in.JobID, Key: in.Key, Size: in.Size}); err != nil {
+		if _, err := a.Promote(ctx, PromoteInput{JobID: in.JobID, Key: in.Key, Size: in.Size}); err != nil {
 			return res, inStep(outer, ctx, "promote", err)
 		}
 	}
-	up, err := a.Upload(step("upload"), UploadInput{JobID: in.JobID, Key: in.Key, MD5: res.MD5, Size: in.Size})
+	up, err := a.Upload(ctx, UploadInput{JobID: in.JobID, Key: in.Key, MD5: res.MD5, Size: in.Size})
 	if err != nil {
 		return res, inStep(outer, ctx, "upload", err)
 	}
@@ -99,52 +87,11 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 	return res, nil
 }
 
-// smallStep names the step of Small a heartbeat comes from.
-type smallStep struct {
-	Step string `json:"small_step"`
-}
+// heartbeat records an activity's progress details.
+func heartbeat(ctx context.Context, details any) { activity.RecordHeartbeat(ctx, details) }
 
-// stepKey is the context key of the Small step running.
-type stepKey struct{}
-
-// heartbeat records an activity's progress details; inside Small it adds the step as a second value,
-// which the step's own code, reading back only the first, does not see.
-func heartbeat(ctx context.Context, details any) {
-	if step, ok := ctx.Value(stepKey{}).(string); ok {
-		activity.RecordHeartbeat(ctx, details, smallStep{Step: step})
-		return
-	}
-	activity.RecordHeartbeat(ctx, details)
-}
-
-// TimedOutStep returns the step a Small activity was in when it timed out, from its last heartbeat,
-// or "" when err is no timeout or the heartbeat names no step.
-func TimedOutStep(err error) string {
-	var te *temporal.TimeoutError
-	if !errors.As(err, &te) || !te.HasLastHeartbeatDetails() {
-		return ""
-	}
-	return HeartbeatStep(te.LastHeartbeatDetails)
-}
-
-// HeartbeatStep returns the Small step named by heartbeat details that get decodes (as
-// converter.EncodedValues.Get does), or "" when they name none.
-func HeartbeatStep(get func(valuePtr ...any) error) (step string) {
-	defer func() {
-		if recover() != nil { // details held as Go values of other types (tests) cannot be decoded
-			step = ""
-		}
-	}()
-	var details converter.RawValue
-	var s smallStep
-	if get(&details, &s) != nil {
-		return ""
-	}
-	return s.Step
-}
-
-func (a *Transfer) completedMD5(key string) (string, error) {
-	f, err := a.Completed.Open(key)
+func (a *Transfer) completedMD5(name string) (string, error) {
+	f, err := a.Completed.Open(name)
 	if err != nil {
 		return "", err
 	}

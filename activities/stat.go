@@ -54,6 +54,9 @@ func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
 	if !fi.Mode().IsRegular() {
 		return StatResult{}, final(ErrTypeNotRegular, fmt.Sprintf("stat %s: not a regular file (%s)", in.RemotePath, fi.Mode()))
 	}
+	if err := a.checkSize(in.RemotePath, fi.Size()); err != nil {
+		return StatResult{}, err
+	}
 	if in.ExpectedSize >= 0 && fi.Size() != in.ExpectedSize {
 		return StatResult{}, final(ErrTypeSizeMismatch, fmt.Sprintf("stat %s: size %d, job says %d", in.RemotePath, fi.Size(), in.ExpectedSize))
 	}
@@ -63,7 +66,7 @@ func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
 			fmt.Sprintf("stat %s: modified %s ago, younger than min_age %s", in.RemotePath, age.Round(time.Second), in.MinAge),
 			ErrTypeTooYoung, temporal.ApplicationErrorOptions{NextRetryDelay: wait})
 	}
-	return StatResult{Size: fi.Size(), ModTime: fi.ModTime()}, nil
+	return StatResult{Size: fi.Size(), ModTime: fi.ModTime().UTC()}, nil
 }
 
 // HostClaim names the worker host that will run a job's host-bound steps.

@@ -37,6 +37,7 @@ const (
 	ErrTypeStagingMissing   = "StagingMissing"   // final for the attempt; the workflow re-downloads
 	ErrTypeStagingFull      = "StagingFull"      // retried: the partial file is removed, space may return
 	ErrTypeStepTimeout      = "StepTimeout"      // retried: a step of Small ran out of the attempt's time
+	ErrTypeTooLarge         = "FileTooLarge"     // final: larger than transfer.max_file_size
 )
 
 // Transfer carries the clients of every activity. Fields a worker does not need may be nil: the
@@ -75,6 +76,11 @@ type Transfer struct {
 	ReadersPerConnection int
 	// SyncEvery is how often Download syncs the staging file (0: the heartbeat interval, at most 1s).
 	SyncEvery time.Duration
+	// MaxFileSize refuses larger remote files at stat and at download (0: no limit).
+	MaxFileSize int64
+	// KeepCompleted keeps a job's completed file this long after its upload was verified; 0
+	// removes it at once.
+	KeepCompleted time.Duration
 	// Heartbeat is how often the long steps record a heartbeat.
 	Heartbeat time.Duration
 	Now       func() time.Time
@@ -88,14 +94,17 @@ func (a *Transfer) now() time.Time {
 	return time.Now()
 }
 
+func (a *Transfer) logger() *slog.Logger {
+	if a.Logger == nil {
+		return slog.Default()
+	}
+	return a.Logger
+}
+
 // log returns the logger for one job: every line carries the job ID and, inside an activity, the
 // workflow ID, the activity and its attempt.
 func (a *Transfer) log(ctx context.Context, jobID string) *slog.Logger {
-	l := a.Logger
-	if l == nil {
-		l = slog.Default()
-	}
-	l = l.With("job_id", jobID)
+	l := a.logger().With("job_id", jobID)
 	if activity.IsActivity(ctx) {
 		info := activity.GetInfo(ctx)
 		l = l.With("workflow_id", info.WorkflowExecution.ID, "activity", info.ActivityType.Name, "attempt", info.Attempt)
@@ -125,4 +134,9 @@ func classify(op string, err error) error {
 
 func final(typ, msg string) error {
 	return temporal.NewNonRetryableApplicationError(msg, typ, nil)
+}
+
+// retryable is an error of type typ that a later attempt may not meet.
+func retryable(typ, msg string) error {
+	return temporal.NewApplicationError(msg, typ)
 }

@@ -2,14 +2,18 @@ package activities
 
 import (
 	"context"
+	"crypto/md5"
+	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"sync/atomic"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
+	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/aws/smithy-go"
 
@@ -23,62 +27,101 @@ const MetaMD5 = "md5"
 type UploadInput struct {
 	JobID string
 	Key   string
-	MD5   string
-	Size  int64
+	// MD5 is what Verify computed for this job: the bytes read for the upload must have it.
+	MD5  string
+	Size int64
 }
 
-// UploadResult says where the object is.
+// UploadResult says where the object is and what a HEAD of it found.
 type UploadResult struct {
 	Bucket string
 	Key    string
 	// Skipped is true when the object already had this MD5 and size.
 	Skipped bool
 	Seconds float64
+	// ObjectSize, ObjectMD5 (the md5 metadata) and ETag are what the server holds after the upload.
+	ObjectSize int64
+	ObjectMD5  string
+	ETag       string
 }
 
-// Upload sends completed/<key> to the bucket as a multipart upload, with the MD5 as object metadata.
-// An object already there with the same MD5 and size is left alone, so retries and re-runs are
-// idempotent.
+// Upload sends completed/<job id>/<key> to the bucket as a multipart upload, with the MD5 as
+// object metadata. Each request carries a CRC32 of its bytes, computed by the SDK from the part it
+// sends, so the server refuses a body corrupted on the way; the bytes are hashed as they are read,
+// and a file whose MD5 is not the one Verify computed for this job is never completed. A HEAD then
+// checks the object's size and stored MD5. An object already there with the same MD5 and size is
+// left alone, so retries and re-runs are idempotent. Once the object is verified the local copy is
+// released (see releaseCompleted).
 func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, err error) {
 	start := time.Now()
 	defer func() { metrics.Observe("upload", start, err) }()
 	res := UploadResult{Bucket: a.Bucket, Key: in.Key}
-	head, err := a.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(a.Bucket), Key: aws.String(in.Key)})
-	if err == nil && head.Metadata[MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size {
+	head, err := a.head(ctx, in.Key)
+	if err != nil {
+		return res, err
+	}
+	if head != nil && head.Metadata[MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size {
 		res.Skipped = true
-		return res, nil
+	} else if err := a.put(ctx, in); err != nil {
+		return res, err
 	}
-	if err != nil && !isNotFound(err) {
-		return res, fmt.Errorf("head s3://%s/%s: %w", a.Bucket, in.Key, err)
+	if err := a.checkObject(ctx, in, &res); err != nil {
+		return res, err
 	}
+	res.Seconds = time.Since(start).Seconds()
+	a.releaseCompleted(ctx, in.JobID)
+	return res, nil
+}
+
+// head returns the object's metadata, or nil when there is no such object.
+func (a *Transfer) head(ctx context.Context, key string) (*s3.HeadObjectOutput, error) {
+	head, err := a.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(a.Bucket), Key: aws.String(key)})
+	if isNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("head s3://%s/%s: %w", a.Bucket, key, err)
+	}
+	return head, nil
+}
+
+// checkObject compares what the server holds with what was verified.
+func (a *Transfer) checkObject(ctx context.Context, in UploadInput, res *UploadResult) error {
+	head, err := a.head(ctx, in.Key)
+	if err != nil {
+		return err
+	}
+	if head == nil {
+		return fmt.Errorf("s3://%s/%s: no object after the upload", a.Bucket, in.Key)
+	}
+	res.ObjectSize, res.ObjectMD5, res.ETag = aws.ToInt64(head.ContentLength), head.Metadata[MetaMD5], aws.ToString(head.ETag)
+	if res.ObjectSize != in.Size || res.ObjectMD5 != in.MD5 {
+		// Retryable: a concurrent job with the same key may have replaced it; the retry uploads again.
+		return fmt.Errorf("s3://%s/%s after the upload: %d bytes, md5 %q; want %d bytes, md5 %s",
+			a.Bucket, in.Key, res.ObjectSize, res.ObjectMD5, in.Size, in.MD5)
+	}
+	return nil
+}
+
+// put uploads the job's completed file.
+func (a *Transfer) put(ctx context.Context, in UploadInput) error {
 	// An earlier attempt that died mid-upload (a killed worker) left its multipart upload open:
 	// abort it, so the bucket keeps no orphaned parts.
 	if n, err := a.abortStale(ctx, in.Key); err != nil {
-		return res, err
+		return err
 	} else if n > 0 {
 		a.log(ctx, in.JobID).Info("aborted incomplete multipart uploads of an earlier attempt", "key", in.Key, "uploads", n)
 	}
-	f, err := a.Completed.Open(in.Key)
+	name := CompletedPath(in.JobID, in.Key)
+	f, err := a.Completed.Open(name)
 	if err != nil {
-		return res, fmt.Errorf("upload open %s: %w", in.Key, err)
+		return fmt.Errorf("upload open %s: %w", name, err)
 	}
 	defer f.Close()
-	body := &progressReader{r: f}
-	stop := make(chan struct{})
-	defer close(stop)
-	go func() {
-		t := time.NewTicker(a.heartbeatEvery())
-		defer t.Stop()
-		for {
-			select {
-			case <-t.C:
-				heartbeat(ctx, body.n.Load())
-			case <-stop:
-				return
-			}
-		}
-	}()
+	body := &hashingReader{r: f, h: md5.New(), size: in.Size, want: in.MD5}
+	defer a.heartbeatWhile(ctx, func() any { return body.n.Load() })()
 	tm := transfermanager.New(a.S3, func(o *transfermanager.Options) {
+		o.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmCrc32
 		if a.PartSize > 0 {
 			o.PartSizeBytes = a.PartSize
 		}
@@ -93,11 +136,32 @@ func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, 
 		ContentLength: aws.Int64(in.Size),
 		Metadata:      map[string]string{MetaMD5: in.MD5},
 	})
-	if err != nil {
-		return res, fmt.Errorf("upload s3://%s/%s: %w", a.Bucket, in.Key, err)
+	var mismatch *checksumError
+	if errors.As(err, &mismatch) {
+		return final(ErrTypeChecksumMismatch, mismatch.Error())
 	}
-	res.Seconds = time.Since(start).Seconds()
-	return res, nil
+	if err != nil {
+		return fmt.Errorf("upload s3://%s/%s: %w", a.Bucket, in.Key, err)
+	}
+	return nil
+}
+
+// heartbeatWhile records details() every heartbeat interval until the returned stop is called.
+func (a *Transfer) heartbeatWhile(ctx context.Context, details func() any) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(a.heartbeatEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				heartbeat(ctx, details())
+			case <-done:
+				return
+			}
+		}
+	}()
+	return func() { close(done) }
 }
 
 // abortStale aborts every incomplete multipart upload of exactly key and returns how many.
@@ -134,14 +198,36 @@ func isNotFound(err error) bool {
 	return false
 }
 
-type progressReader struct {
-	r io.Reader
-	n atomic.Int64
+// checksumError: the file read for the upload is not the file Verify checked.
+type checksumError struct{ got, want string }
+
+func (e *checksumError) Error() string {
+	return fmt.Sprintf("the file read for the upload has md5 %s, verified %s: not uploaded", e.got, e.want)
 }
 
-func (p *progressReader) Read(b []byte) (int, error) {
-	n, err := p.r.Read(b)
-	p.n.Add(int64(n))
-	metrics.Bytes.WithLabelValues("upload").Add(float64(n))
-	return n, err
+// hashingReader hashes what the upload reads. The read that delivers the last byte fails, and
+// delivers nothing, when the MD5 is not want: the SDK then never completes the object.
+type hashingReader struct {
+	r    io.Reader
+	h    hash.Hash
+	size int64
+	want string
+	n    atomic.Int64
+}
+
+func (p *hashingReader) Read(b []byte) (int, error) {
+	k, err := p.r.Read(b)
+	n := p.n.Load() + int64(k)
+	if n > p.size {
+		return 0, fmt.Errorf("file grew to more than %d bytes during the upload", p.size)
+	}
+	p.h.Write(b[:k])
+	if n == p.size && (k > 0 || p.size == 0) {
+		if got := hex.EncodeToString(p.h.Sum(nil)); got != p.want {
+			return 0, &checksumError{got: got, want: p.want}
+		}
+	}
+	p.n.Store(n)
+	metrics.Bytes.WithLabelValues("upload").Add(float64(k))
+	return k, err
 }

@@ -54,9 +54,6 @@ func TemporalProgress(c client.Client) func(ctx context.Context, workflowID, run
 			}
 			if hb := pa.GetHeartbeatDetails(); hb != nil && len(hb.GetPayloads()) > 0 {
 				get := func(v ...any) error { return converter.GetDefaultDataConverter().FromPayloads(hb, v...) }
-				if step := activities.HeartbeatStep(get); step != "" {
-					p.Step += ": " + step // a small file's one activity, in this step
-				}
 				var hp activities.Progress
 				if err := get(&hp); err == nil {
 					p.Size, p.BytesDone, p.BytesPerSec, p.Ranges, p.Connections = hp.Size, hp.BytesDone, hp.BytesPerSec, hp.Ranges, hp.Connections

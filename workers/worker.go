@@ -4,6 +4,7 @@
 package workers
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
@@ -125,25 +127,26 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 	limits := hostlimit.New(cfg.Postgres.DSN.Reveal(), cfg.SFTP.Addr,
 		hostlimit.Limits{Connections: cfg.SFTP.MaxConnections, Jobs: cfg.SFTP.MaxJobs}, logger)
 	closers = append(closers, limits.Close)
-	hb := cfg.Transfer.HeartbeatTimeout.D() / 4
 	t = &activities.Transfer{
-		SFTP:         dialer,
-		Limits:       limits,
-		S3:           s3c,
-		Bucket:       cfg.S3.Bucket,
-		PartSize:     int64(cfg.S3.PartSize),
-		Concurrency:  cfg.S3.Concurrency,
-		Audit:        store,
-		DLQ:          prod,
-		DLQTopic:     cfg.Kafka.DLQTopic,
-		Staging:      staging,
-		Completed:    completed,
-		HostID:       cfg.Transfer.HostID,
-		HostQueue:    HostQueue(cfg.Temporal.TaskQueue, cfg.Transfer.HostID),
-		Connections:  cfg.Transfer.Connections,
-		Heartbeat:    min(max(hb, 200*time.Millisecond), 10*time.Second),
-		StallTimeout: cfg.Transfer.StallTimeout.D(),
-		Logger:       logger,
+		SFTP:          dialer,
+		Limits:        limits,
+		S3:            s3c,
+		Bucket:        cfg.S3.Bucket,
+		PartSize:      int64(cfg.S3.PartSize),
+		Concurrency:   cfg.S3.Concurrency,
+		Audit:         store,
+		DLQ:           prod,
+		DLQTopic:      cfg.Kafka.DLQTopic,
+		Staging:       staging,
+		Completed:     completed,
+		HostID:        cfg.Transfer.HostID,
+		HostQueue:     HostQueue(cfg.Temporal.TaskQueue, cfg.Transfer.HostID),
+		Connections:   cfg.Transfer.Connections,
+		Heartbeat:     ProgressEvery,
+		StallTimeout:  cfg.Transfer.StallTimeout.D(),
+		MaxFileSize:   int64(cfg.Transfer.MaxFileSize),
+		KeepCompleted: cfg.Transfer.KeepCompleted.D(),
+		Logger:        logger,
 	}
 	if n := cfg.SFTP.SharedConnections; n > 0 {
 		// Up to 16 operations share a connection before another is opened; one unused for 15 s closes.
@@ -152,6 +155,14 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 		closers = append(closers, t.Shared.Close)
 	}
 	return t, close, nil
+}
+
+// ProgressEvery is how often a running transfer reports its progress to Temporal.
+const ProgressEvery = time.Second
+
+// sweepEvery is how often the sweeper looks for files kept long enough.
+func sweepEvery(keep time.Duration) time.Duration {
+	return min(max(keep/4, time.Second), 10*time.Minute)
 }
 
 func openRoot(dir string) (*os.Root, error) {
@@ -165,12 +176,21 @@ func openRoot(dir string) (*os.Root, error) {
 // stopTimeout to finish; a download that does not finish resumes from its heartbeat).
 func Run(ctx context.Context, c client.Client, taskQueue string, t *activities.Transfer, stopTimeout time.Duration) error {
 	// More pollers than the SDK's 2: with many short jobs, tasks wait for a poller otherwise.
-	opts := worker.Options{WorkerStopTimeout: stopTimeout, MaxConcurrentWorkflowTaskPollers: 8, MaxConcurrentActivityTaskPollers: 8}
+	// Heartbeats reach the server every ProgressEvery, not at the SDK's default of 0.8 × the
+	// heartbeat timeout: they carry the progress the dashboard shows.
+	opts := worker.Options{WorkerStopTimeout: stopTimeout, MaxConcurrentWorkflowTaskPollers: 8, MaxConcurrentActivityTaskPollers: 8,
+		MaxHeartbeatThrottleInterval: ProgressEvery, DefaultHeartbeatThrottleInterval: ProgressEvery}
+	if t.Audit != nil {
+		opts.Interceptors = []interceptor.WorkerInterceptor{&attemptRecorder{store: t.Audit, log: cmp.Or(t.Logger, slog.Default())}}
+	}
 	shared := worker.New(c, taskQueue, opts)
 	shared.RegisterWorkflowWithOptions(workflows.FileTransfer, workflow.RegisterOptions{Name: workflows.Name})
 	shared.RegisterActivity(t)
 	host := worker.New(c, t.HostQueue, opts)
 	host.RegisterActivity(t)
+	if t.Completed != nil {
+		go activities.RunSweeper(ctx, t, sweepEvery(t.KeepCompleted))
+	}
 	if err := shared.Start(); err != nil {
 		return fmt.Errorf("worker %s: %w", taskQueue, err)
 	}

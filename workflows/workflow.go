@@ -97,10 +97,8 @@ type run struct {
 	attempts int
 	// saStatus is the JobStatus search attribute last set.
 	saStatus string
-	// lean: a run started after small files became one local activity (version marker
-	// "one-task-small-files"). It skips search attribute updates the start already made, and a
-	// small file (quiet) indexes only its end.
-	lean, quiet bool
+	// quiet: a small file, whose steps run in one workflow task, indexes only its end.
+	quiet bool
 }
 
 // FileTransfer runs one job: stat, then on one host download, verify, promote and upload, with an
@@ -111,8 +109,6 @@ func FileTransfer(ctx workflow.Context, in Input) (Result, error) {
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.status, nil }); err != nil {
 		return Result{}, err
 	}
-	// The marker comes first: it decides the search attribute updates from the first audit event on.
-	r.lean = workflow.GetVersion(ctx, "one-task-small-files", workflow.DefaultVersion, 1) == 1
 	stage, err := r.transfer(ctx)
 	if err == nil {
 		r.status.Stage = "done"
@@ -142,7 +138,13 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 		return "stat", err
 	}
 	r.res.Size = st.Size
-	if !(r.lean && r.in.Indexed && r.in.Job.Size == st.Size) {
+	if err := r.record(ctx, "stat", "succeeded", audit.StatusQueued, func(ev *audit.Event) {
+		ev.SizeKnown, ev.Size = true, st.Size
+		ev.Detail = fmt.Sprintf("%d bytes, modified %s", st.Size, st.ModTime.UTC().Format(time.RFC3339))
+	}); err != nil {
+		return "audit", err
+	}
+	if !(r.in.Indexed && r.in.Job.Size == st.Size) {
 		if err := workflow.UpsertTypedSearchAttributes(ctx, searchattr.FileSize.ValueSet(st.Size)); err != nil {
 			return "stat", err
 		}
@@ -178,16 +180,9 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		base.HeartbeatTimeout = o.HeartbeatTimeout
 		return withOpts(ctx, base, retry(o, maxAttempts))
 	}
-	// The version marker keeps histories made before small files ran as one activity replaying on
-	// their four activities.
 	if o.SmallFile > 0 && st.Size <= o.SmallFile {
-		if r.lean {
-			r.quiet = true
-			return r.smallSteps(ctx, claim, st, host, true)
-		}
-		if workflow.GetVersion(ctx, "small-file-one-activity", workflow.DefaultVersion, 1) == 1 {
-			return r.smallSteps(ctx, claim, st, host, false)
-		}
+		r.quiet = true
+		return r.smallSteps(ctx, claim, st)
 	}
 	var sum string
 	for round := 1; ; round++ {
@@ -255,15 +250,14 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 	return "", nil
 }
 
-// smallSteps runs the host-bound steps of a small file as one activity, and records the same audit
-// events as hostSteps. A checksum mismatch downloads again, as there. local runs it as a local
-// activity, on the worker running this workflow task: with the stat, the host claim and the audit
-// rows, the whole job is then one workflow task, with no activity task and no second round trip
-// through the server. The staging and completed files are then this worker's; a worker that dies
-// leaves the task to another, which runs it all again (Small finds nothing of it there and
-// downloads again; the upload of a key already there with the same MD5 is skipped).
-func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st activities.StatResult,
-	host func(workflow.ActivityOptions, int) workflow.Context, local bool) (string, error) {
+// smallSteps runs the host-bound steps of a small file as one local activity, on the worker running
+// this workflow task, and records the same audit events as hostSteps. A checksum mismatch downloads
+// again, as there. With the stat, the host claim and the audit rows, the whole job is one workflow
+// task, with no activity task and no second round trip through the server. The staging and
+// completed files are then this worker's; a worker that dies leaves the task to another, which runs
+// it all again (Small finds nothing of it there and downloads again; the upload of a key already
+// there with the same MD5 is skipped).
+func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st activities.StatResult) (string, error) {
 	o := r.in.Options
 	for round := 1; ; round++ {
 		r.status.Stage, r.status.Round = "download", round
@@ -274,34 +268,20 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 		summary := fmt.Sprintf("download, verify, promote and upload %s (%d bytes) on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)
 		in := activities.SmallInput{JobID: r.in.Job.ID, RemotePath: r.in.Job.RemotePath, Size: st.Size,
 			RangeSize: o.RangeSize, Connections: o.Connections, MD5: r.in.Job.MD5, Key: r.in.Job.Key()}
-		var err error
-		if local {
-			// An hour per attempt: the download may wait that long for a slot of the SFTP server's
-			// limits (the SDK keeps the workflow task alive meanwhile).
-			lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Hour,
-				ScheduleToCloseTimeout: 24 * time.Hour, RetryPolicy: retry(o, o.MaxAttempts), Summary: summary})
-			err = workflow.ExecuteLocalActivity(lctx, "Small", in).Get(ctx, &sr)
-		} else {
-			err = workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour, Summary: summary},
-				o.MaxAttempts), a.Small, in).Get(ctx, &sr)
-		}
-		if err != nil {
-			if local {
-				// A local activity's error carries no retry state: it ran out of attempts unless the
-				// error was final.
-				var app *temporal.ApplicationError
-				if errors.As(err, &app) && app.NonRetryable() {
-					r.attempts++
-				} else {
-					r.attempts += max(o.MaxAttempts, 1)
-				}
+		// An hour per attempt: the download may wait that long for a slot of the SFTP server's
+		// limits (the SDK keeps the workflow task alive meanwhile).
+		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Hour,
+			ScheduleToCloseTimeout: 24 * time.Hour, RetryPolicy: retry(o, o.MaxAttempts), Summary: summary})
+		if err := workflow.ExecuteLocalActivity(lctx, "Small", in).Get(ctx, &sr); err != nil {
+			// A local activity's error carries no retry state: it ran out of attempts unless the
+			// error was final.
+			var app *temporal.ApplicationError
+			if errors.As(err, &app) && app.NonRetryable() {
+				r.attempts++
 			} else {
-				r.attempts += attemptsOf(err, o.MaxAttempts)
+				r.attempts += max(o.MaxAttempts, 1)
 			}
 			stage := activities.FailedStep(err)
-			if stage == "" {
-				stage = activities.TimedOutStep(err) // a hang: the step of its last heartbeat
-			}
 			if stage == "" {
 				stage = "download"
 			}
@@ -425,7 +405,7 @@ func (r *run) record(ctx workflow.Context, step, outcome, status string, fill fu
 	r.seq++
 	switch {
 	case status == r.saStatus:
-	case r.lean && r.saStatus == "" && r.in.Indexed && status == audit.StatusQueued:
+	case r.saStatus == "" && r.in.Indexed && status == audit.StatusQueued:
 		r.saStatus = status // the start set it
 	case r.quiet && (status == audit.StatusDownloading || status == audit.StatusVerifying || status == audit.StatusUploading):
 		// A small file's steps run in one workflow task: each update would be overwritten at once.
