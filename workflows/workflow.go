@@ -342,8 +342,8 @@ func (r *run) recordDownloadStarted(ctx workflow.Context, claim activities.HostC
 func (r *run) recordDownloaded(ctx workflow.Context, dl activities.DownloadResult, reused bool) error {
 	return r.record(ctx, "download", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
 		ev.BytesPerSec = dl.BytesPerSec
-		ev.Detail = fmt.Sprintf("%d bytes in %.3fs (fetched %d, resumed %d) over %d connections, attempt %d",
-			dl.Size, dl.Seconds, dl.Fetched, dl.Resumed, dl.Connections, dl.Attempt)
+		ev.Detail = fmt.Sprintf("%d bytes modified %s in %.3fs (fetched %d, resumed %d) over %d connections, attempt %d",
+			dl.Size, dl.ModTime.UTC().Format(time.RFC3339), dl.Seconds, dl.Fetched, dl.Resumed, dl.Connections, dl.Attempt)
 		if reused {
 			ev.Detail = "verified and promoted by an earlier attempt"
 		}
@@ -361,8 +361,9 @@ func (r *run) recordDownloadAgain(ctx workflow.Context, mismatch error) error {
 func (r *run) recordUploaded(ctx workflow.Context, up activities.UploadResult) error {
 	return r.record(ctx, "upload", "succeeded", audit.StatusSucceeded, func(ev *audit.Event) {
 		ev.S3Bucket, ev.S3Key, ev.Finished = up.Bucket, up.Key, true
+		ev.Detail = fmt.Sprintf("object verified: %d bytes, stored md5 %s, etag %s", up.ObjectSize, up.ObjectMD5, up.ETag)
 		if up.Skipped {
-			ev.Detail = "object already present with this md5"
+			ev.Detail = "object already present with this md5; " + ev.Detail
 		}
 	})
 }

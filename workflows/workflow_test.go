@@ -76,7 +76,7 @@ func TestHappyPath(t *testing.T) {
 	if r.Key != "in/a.bin" || r.MD5 != input().Job.MD5 || r.Size != 10 || r.Host != "h" {
 		t.Fatalf("result %+v", r)
 	}
-	want := []string{"queued:started:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
+	want := []string{"queued:started:QUEUED", "stat:succeeded:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
 		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED"}
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
@@ -185,7 +185,7 @@ func TestSmallFileOneActivity(t *testing.T) {
 	if smalls != 1 || r.Key != "in/a.bin" || r.MD5 != input().Job.MD5 || r.Bucket != "b" || r.Download.Fetched != 10 {
 		t.Fatalf("%d Small activities, result %+v", smalls, r)
 	}
-	want := []string{"queued:started:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
+	want := []string{"queued:started:QUEUED", "stat:succeeded:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
 		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED"}
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
@@ -231,7 +231,7 @@ func TestSmallFileTimeoutNamesTheStepThatHung(t *testing.T) {
 	if len(f.dead) != 1 || f.dead[0].Stage != "upload" || f.dead[0].ErrorType != activities.ErrTypeStepTimeout || f.dead[0].Attempts != 2 {
 		t.Fatalf("dead letters %+v", f.dead)
 	}
-	want := []string{"queued:started:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
+	want := []string{"queued:started:QUEUED", "stat:succeeded:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
 		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "dead_letter:succeeded:DEAD_LETTERED"}
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)

@@ -9,6 +9,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"path"
 	"strconv"
 	"sync"
@@ -175,7 +176,8 @@ func TestPipelineEndToEnd(t *testing.T) {
 	elapsed := time.Since(start)
 	t.Logf("20 jobs, %d MiB in all, end to end in %s", bytes>>20, elapsed.Round(time.Millisecond))
 
-	saveHistory(t, ctx, p.client, job.Job{ID: good[5].id}.WorkflowID())
+	saveHistory(t, ctx, p.client, job.Job{ID: good[5].id}.WorkflowID())  // a small file: one local activity
+	saveHistory(t, ctx, p.client, job.Job{ID: good[13].id}.WorkflowID()) // 8 MiB: four activities
 
 	_, err := p.wait(ctx, "wrong-md5")
 	saveHistory(t, ctx, p.client, "file-wrong-md5")
@@ -186,6 +188,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 
 	// Every good file is in S3 with the right bytes and its MD5 as metadata.
 	s3c := env.Stack.S3.Client()
+	objectMD5 := map[string]string{}
 	for _, j := range good {
 		out, err := s3c.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(env.Cfg.S3.Bucket), Key: aws.String(j.path[1:])})
 		if err != nil {
@@ -200,22 +203,30 @@ func TestPipelineEndToEnd(t *testing.T) {
 		if out.Metadata[activities.MetaMD5] != j.md5 {
 			t.Fatalf("object %s metadata %v", j.path, out.Metadata)
 		}
+		objectMD5[j.id] = hex.EncodeToString(h.Sum(nil))
 	}
 
 	// The audit table: exactly one SUCCEEDED row per good job, the bad one DEAD_LETTERED, no other row.
-	rows, err := p.store.Pool().Query(ctx, `SELECT job_id, status, md5_actual, size_bytes FROM jobs ORDER BY job_id`)
+	rows, err := p.store.Pool().Query(ctx, `SELECT job_id, status, md5_expected, md5_actual, size_bytes FROM jobs ORDER BY job_id`)
 	if err != nil {
 		t.Fatal(err)
 	}
 	got := map[string]string{}
+	actual := map[string]string{}
 	for rows.Next() {
 		var id, status string
-		var md5Actual *string
+		var md5Expected, md5Actual *string
 		var size *int64
-		if err := rows.Scan(&id, &status, &md5Actual, &size); err != nil {
+		if err := rows.Scan(&id, &status, &md5Expected, &md5Actual, &size); err != nil {
 			t.Fatal(err)
 		}
 		got[id] = status
+		if status == audit.StatusSucceeded && (md5Expected == nil || md5Actual == nil || *md5Expected != *md5Actual) {
+			t.Fatalf("audit %s: md5_expected %v, md5_actual %v", id, md5Expected, md5Actual)
+		}
+		if md5Actual != nil {
+			actual[id] = *md5Actual
+		}
 	}
 	if rows.Err() != nil {
 		t.Fatal(rows.Err())
@@ -226,6 +237,33 @@ func TestPipelineEndToEnd(t *testing.T) {
 	for _, j := range good {
 		if got[j.id] != audit.StatusSucceeded {
 			t.Fatalf("audit %s = %q, want SUCCEEDED", j.id, got[j.id])
+		}
+	}
+	// md5_expected = md5_actual = the object's metadata = the md5 of its bytes, for every job.
+	for _, j := range good {
+		if actual[j.id] != objectMD5[j.id] {
+			t.Fatalf("job %s: md5_actual %s, object bytes %s", j.id, actual[j.id], objectMD5[j.id])
+		}
+	}
+	// Each job's trail names its stat and the check of its object; the failed verify attempt of
+	// the wrong-md5 job has a row of its own.
+	for _, q := range []struct {
+		sql  string
+		want int
+	}{
+		{`SELECT count(*) FROM job_events WHERE step = 'stat' AND outcome = 'succeeded' AND detail LIKE '% bytes, modified %'`, len(good) + 1},
+		{`SELECT count(*) FROM job_events WHERE step = 'upload' AND outcome = 'succeeded' AND detail LIKE '%object verified: %'`, len(good)},
+		{`SELECT count(*) FROM job_events WHERE job_id = 'wrong-md5' AND seq = 0 AND step = 'verify' AND outcome = 'failed' AND error LIKE 'md5 %'`, 2},
+	} {
+		var n int
+		if err := p.store.Pool().QueryRow(ctx, q.sql).Scan(&n); err != nil || n != q.want {
+			t.Fatalf("%s: %d (err %v), want %d", q.sql, n, err, q.want)
+		}
+	}
+	// Nothing is left on the worker's disk.
+	for _, dir := range []string{env.Cfg.Transfer.StagingDir, env.Cfg.Transfer.CompletedDir} {
+		if entries, _ := os.ReadDir(dir); len(entries) != 0 {
+			t.Fatalf("%s holds %d entries after the run, e.g. %s", dir, len(entries), entries[0].Name())
 		}
 	}
 	if got["wrong-md5"] != audit.StatusDeadLettered {
