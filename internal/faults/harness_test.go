@@ -11,6 +11,10 @@ import (
 	"testing"
 	"time"
 
+	"crypto/md5"
+	"encoding/hex"
+	"io"
+
 	"github.com/IBM/sarama"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -70,7 +74,7 @@ type suite struct {
 	replays   map[string]int // job id → extra workflow runs allowed (dead letters replayed)
 	nlog      int
 	// staging lists the staging folders that must end empty (default: cfg's).
-	staging []string
+	staging []string // the workers' staging and completed folders the ledger checks
 }
 
 // start runs the servers; tweak adjusts the config the workers and bridges get.
@@ -236,7 +240,8 @@ func (s *suite) ledger() {
 		}
 	}
 
-	// S3: exactly the archived jobs' objects, each with its MD5, and no open multipart upload.
+	// S3: exactly the archived jobs' objects, each with its MD5 stored and its bytes hashing to it,
+	// and no open multipart upload.
 	cl := s.env.Stack.S3.Client()
 	objects := map[string]string{}
 	p := s3.NewListObjectsV2Paginator(cl, &s3.ListObjectsV2Input{Bucket: aws.String(s.cfg.S3.Bucket)})
@@ -246,11 +251,11 @@ func (s *suite) ledger() {
 			t.Fatal(err)
 		}
 		for _, o := range page.Contents {
-			h, err := cl.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(s.cfg.S3.Bucket), Key: o.Key})
-			if err != nil {
-				t.Fatal(err)
+			stored, bytesMD5 := objectMD5(t, ctx, cl, s.cfg.S3.Bucket, aws.ToString(o.Key))
+			if stored != bytesMD5 {
+				t.Errorf("object %s: stored md5 %s, its bytes hash to %s", aws.ToString(o.Key), stored, bytesMD5)
 			}
-			objects[aws.ToString(o.Key)] = h.Metadata[activities.MetaMD5]
+			objects[aws.ToString(o.Key)] = stored
 		}
 	}
 	for id, w := range s.want {
@@ -352,10 +357,10 @@ func (s *suite) ledger() {
 		t.Errorf("%d workflows, want %d", len(runs), len(s.want))
 	}
 
-	// Staging: nothing left behind.
+	// Staging and completed: nothing left behind.
 	dirs := s.staging
 	if len(dirs) == 0 {
-		dirs = []string{s.cfg.Transfer.StagingDir}
+		dirs = []string{s.cfg.Transfer.StagingDir, s.cfg.Transfer.CompletedDir}
 	}
 	var left []string
 	for _, d := range dirs {
@@ -363,11 +368,26 @@ func (s *suite) ledger() {
 		left = append(left, l...)
 	}
 	if len(left) != 0 {
-		t.Errorf("staging still holds %v", left)
+		t.Errorf("staging or completed still holds %v", left)
 	}
 	t.Logf("ledger: published %d messages (%d jobs to archive, %d to dead-letter, %d refused) | S3 objects %d, "+
 		"dead letters %d, SUCCEEDED rows %d, workflows %d, staging files %d, open multipart uploads %d",
 		s.published, archived, dead, len(s.refused), len(objects), len(dls), succeeded, len(runs), len(left), len(mpu.Uploads))
+}
+
+// objectMD5 returns an object's stored md5 and the md5 of its bytes.
+func objectMD5(t *testing.T, ctx context.Context, cl *s3.Client, bucket, key string) (stored, bytesMD5 string) {
+	t.Helper()
+	out, err := cl.GetObject(ctx, &s3.GetObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer out.Body.Close()
+	h := md5.New()
+	if _, err := io.Copy(h, out.Body); err != nil {
+		t.Fatal(err)
+	}
+	return out.Metadata[activities.MetaMD5], hex.EncodeToString(h.Sum(nil))
 }
 
 func sum(m map[string]int) int {

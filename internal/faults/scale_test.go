@@ -43,7 +43,7 @@ func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 		cfg.Transfer.StagingDir = filepath.Join(s.env.Dir, h, "staging")
 		cfg.Transfer.CompletedDir = filepath.Join(s.env.Dir, h, "completed")
 		if h != "host-b" {
-			s.staging = append(s.staging, cfg.Transfer.StagingDir)
+			s.staging = append(s.staging, cfg.Transfer.StagingDir, cfg.Transfer.CompletedDir)
 		}
 		procs[h] = s.worker(cfg)
 	}
