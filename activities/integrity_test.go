@@ -8,6 +8,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
@@ -23,6 +24,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/faultproxy"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/workers"
 )
@@ -267,5 +269,46 @@ func TestRemoteChangedDuringDownload(t *testing.T) {
 	v, err = b.actEnv().ExecuteActivity(tr.Verify, activities.VerifyInput{JobID: "changing", MD5: newSum, Size: size})
 	if err != nil {
 		t.Fatalf("the retry's file is not the new one: %v", err)
+	}
+}
+
+// A body damaged on the way to S3 is refused by the server (each request carries the CRC32 the SDK
+// computed from the part): the object never holds the damaged bytes.
+func TestUploadBodyDamagedOnTheWireIsRefused(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{})
+	proxy, err := faultproxy.New(strings.TrimPrefix(env.Cfg.S3.Endpoint, "http://"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(proxy.Close)
+	cfg := env.Cfg
+	cfg.S3.Endpoint = "http://" + proxy.Addr
+	tr, closeT, err := workers.NewTransfer(context.Background(), cfg, env.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeT)
+	b := &bundle{env: env, tr: tr}
+	for _, size := range []int64{1<<20 + 3, 20<<20 + 5} { // one PUT; a multipart upload (above 16 MiB)
+		key := fmt.Sprintf("wire/%d.bin", size)
+		env.WriteFile(t, key, size, uint64(size))
+		id := fmt.Sprint("wire-", size)
+		sum := b.hostSteps(t, id, "/"+key, key, size)
+		proxy.CorruptOnce(size / 2)
+		_, err := b.upload(t, id, key, sum, size)
+		if proxy.Corrupted.Load() == 0 {
+			t.Fatalf("%d bytes: the proxy damaged nothing", size)
+		}
+		proxy.Corrupted.Store(0)
+		if err != nil { // refused and not retried by the SDK: the activity's retry uploads again
+			t.Logf("%d bytes: first upload: %v", size, err)
+			if _, err := b.upload(t, id, key, sum, size); err != nil {
+				t.Fatal(err)
+			}
+		}
+		got, meta := object(t, tr, key)
+		if got != sum || meta != sum {
+			t.Fatalf("%d bytes: object bytes md5 %s, metadata %s, want %s", size, got, meta, sum)
+		}
 	}
 }

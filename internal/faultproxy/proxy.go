@@ -31,6 +31,30 @@ type Proxy struct {
 	Resets   atomic.Int64
 	// FromTarget counts the bytes the target sent through the proxy.
 	FromTarget atomic.Int64
+	// corruptIn counts down the bytes towards the target until one is flipped (0: none armed).
+	corruptIn atomic.Int64
+	// Corrupted counts the bytes flipped.
+	Corrupted atomic.Int64
+}
+
+// CorruptOnce flips one bit of the byte that is after bytes further on the way to the target,
+// over all connections: a body damaged on the wire.
+func (p *Proxy) CorruptOnce(after int64) { p.corruptIn.Store(after + 1) }
+
+// corrupt flips the armed byte if it is in b, which is about to go to the target.
+func (p *Proxy) corrupt(b []byte) {
+	left := p.corruptIn.Load()
+	if left <= 0 {
+		return
+	}
+	if left > int64(len(b)) {
+		p.corruptIn.Add(-int64(len(b)))
+		return
+	}
+	if p.corruptIn.CompareAndSwap(left, 0) {
+		b[left-1] ^= 0x01
+		p.Corrupted.Add(1)
+	}
 }
 
 // New listens on a free loopback port and forwards to target.
@@ -172,6 +196,9 @@ func (p *Proxy) pipe(dst, src net.Conn, count *atomic.Int64) {
 			<-stalled
 			if limit != nil {
 				_ = limit.WaitN(context.Background(), min(n, limit.Burst()))
+			}
+			if count == nil {
+				p.corrupt(buf[:n])
 			}
 			if _, werr := dst.Write(buf[:n]); werr != nil {
 				return
