@@ -25,10 +25,10 @@ type slotSet struct {
 
 // takeSlots takes the job slot and the first connection's slot, waiting as long as ctx allows and
 // heartbeating what earlier attempts finished meanwhile. They come before the staging file: a
-// queued download holds no disk space. A file of one missing range uses the shared pool: it
+// queued download holds no disk space. A file of at most one missing range uses the shared pool: it
 // costs no handshake.
 func (d *download) takeSlots(ctx context.Context) (*slotSet, error) {
-	s := &slotSet{a: d.a, shared: d.a.Shared != nil && d.n-d.done.Len() == 1}
+	s := &slotSet{a: d.a, shared: d.a.Shared != nil && d.n-d.done.Len() <= 1}
 	if d.a.Limits == nil {
 		return s, nil
 	}
