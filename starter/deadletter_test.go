@@ -23,6 +23,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/starter"
 )
@@ -261,5 +262,21 @@ func TestRefusalRecordedWithoutDashboard(t *testing.T) {
 	}
 	if n := len(testenv.ReadTopic(t, f.brokers, "jobs.dlq")); n != 1 {
 		t.Fatalf("%d messages on the dead-letter topic, want 1", n)
+	}
+
+	// The dashboard started later reads the same message: still one row, and it moves on past it.
+	kc, err := kafkaops.Dial(f.brokers, "ui")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	x := &kafkaops.Indexer{Kafka: kc, Store: store, Topic: "jobs.dlq", Logger: b.Logger}
+	if _, err := x.CatchUp(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	rows, err = store.DeadLetters(context.Background(), audit.DLQFilter{})
+	next, err2 := store.NextDLQOffsets(context.Background(), "jobs.dlq")
+	if err != nil || err2 != nil || len(rows) != 1 || next[0] != 1 {
+		t.Fatalf("after the indexer: %d rows, next offsets %v (%v, %v)", len(rows), next, err, err2)
 	}
 }
