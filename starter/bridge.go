@@ -3,16 +3,12 @@
 package starter
 
 import (
-	"github.com/kafkasync/kafkasync/internal/audit"
-	"github.com/kafkasync/kafkasync/internal/searchattr"
-	"go.temporal.io/sdk/temporal"
-	"net"
-	"path"
-
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"path"
 	"strconv"
 	"time"
 
@@ -20,18 +16,23 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 
-	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/metrics"
+	"github.com/kafkasync/kafkasync/internal/searchattr"
 	"github.com/kafkasync/kafkasync/internal/startreport"
 	"github.com/kafkasync/kafkasync/workflows"
 )
 
-// StageValidate is the dead-letter stage of messages the bridge refused.
-const StageValidate = "validate"
+// Dead-letter stages of the messages the bridge refuses.
+const (
+	StageValidate = audit.StageValidate // the message is not a valid job
+	StageStart    = audit.StageStart    // Temporal refused the job's start for good
+)
 
 // WorkflowStarter is the part of the Temporal client the bridge uses.
 type WorkflowStarter interface {
@@ -57,6 +58,15 @@ type Bridge struct {
 	Policy job.Policy
 	// OnStarted, when set, is called after each accepted start (for metrics and tests).
 	OnStarted func(jobID string, duplicate bool)
+	// Audit records each message the bridge dead-letters; nil records none (the dashboard's
+	// indexer then adds them when it reads the dead-letter topic).
+	Audit Refusals
+}
+
+// Refusals is the part of the audit store (*audit.Store) that records the bridge's dead letters.
+type Refusals interface {
+	RefusalRecorded(ctx context.Context, topic string, partition int32, offset int64) (bool, error)
+	RecordRefusal(ctx context.Context, d audit.DeadLetter) error
 }
 
 // Setup implements sarama.ConsumerGroupHandler.
@@ -85,37 +95,50 @@ func (b *Bridge) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.Con
 	}
 }
 
-// handle retries until the message is accepted by Temporal or the dead-letter topic, or ctx ends.
+// handle ends when the message is started, dead-lettered (and recorded), or ctx ends. A start
+// Temporal refuses for good is dead-lettered; unreachable servers are retried with backoff.
 func (b *Bridge) handle(ctx context.Context, msg *sarama.ConsumerMessage) error {
-	j, verr := b.Policy.Parse(msg.Key, msg.Value)
 	log := b.Logger.With("topic", msg.Topic, "partition", msg.Partition, "offset", msg.Offset)
+	j, verr := b.Policy.Parse(msg.Key, msg.Value)
+	if verr != nil {
+		return b.refuse(ctx, log, msg, refusal{reason: verr.Error(), stage: StageValidate})
+	}
+	var dup bool
+	err := b.retry(ctx, log, "start", func() (err error) {
+		dup, err = b.start(ctx, j, msg)
+		return err
+	})
+	if errors.Is(err, errPermanent) {
+		return b.refuse(ctx, log, msg, refusal{reason: err.Error(), stage: StageStart, jobID: j.ID, workflowID: j.WorkflowID()})
+	}
+	if err != nil {
+		return err
+	}
+	log.Info("job started", "job_id", j.ID, "workflow_id", j.WorkflowID(), "duplicate", dup)
+	if dup {
+		metrics.Jobs.WithLabelValues("duplicate").Inc()
+	} else {
+		metrics.Jobs.WithLabelValues("started").Inc()
+	}
+	if b.OnStarted != nil {
+		b.OnStarted(j.ID, dup)
+	}
+	return nil
+}
+
+// errPermanent marks an error a retry cannot fix.
+var errPermanent = errors.New("refused for good")
+
+// retry runs op until it succeeds, fails with errPermanent, or ctx ends (then it returns ctx's
+// error), waiting 100 ms after the first failure and twice as long after each, up to Backoff.
+func (b *Bridge) retry(ctx context.Context, log *slog.Logger, what string, op func() error) error {
 	wait := 100 * time.Millisecond
 	for {
-		var err error
-		if verr != nil {
-			err = b.deadLetter(msg, verr)
-			if err == nil {
-				log.Warn("job refused", "reason", verr.Error())
-				metrics.Jobs.WithLabelValues("refused").Inc()
-				return nil
-			}
-		} else {
-			var dup bool
-			dup, err = b.start(ctx, j, msg)
-			if err == nil {
-				log.Info("job started", "job_id", j.ID, "workflow_id", j.WorkflowID(), "duplicate", dup)
-				if dup {
-					metrics.Jobs.WithLabelValues("duplicate").Inc()
-				} else {
-					metrics.Jobs.WithLabelValues("started").Inc()
-				}
-				if b.OnStarted != nil {
-					b.OnStarted(j.ID, dup)
-				}
-				return nil
-			}
+		err := op()
+		if err == nil || errors.Is(err, errPermanent) {
+			return err
 		}
-		log.Error("job not yet accepted, will retry", "err", err, "retry_in", wait)
+		log.Error(what+" not yet accepted, will retry", "err", err, "retry_in", wait)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
@@ -159,6 +182,9 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 	if errors.As(err, &started) {
 		return true, nil // this job already succeeded: the message is a redelivery
 	}
+	if refusedForGood(err) {
+		return false, fmt.Errorf("start workflow %s: %w: %w", opts.ID, errPermanent, err)
+	}
 	if err != nil {
 		return false, fmt.Errorf("start workflow %s: %w", opts.ID, err)
 	}
@@ -166,33 +192,6 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 		return true, nil // this job is running: the message is a redelivery
 	}
 	return false, nil
-}
-
-// deadLetter writes a refused message to the dead-letter topic with its original key and bytes.
-func (b *Bridge) deadLetter(msg *sarama.ConsumerMessage, verr error) error {
-	_, _, err := b.DLQ.SendMessage(&sarama.ProducerMessage{
-		Topic: b.DLQTopic,
-		Key:   keyEncoder(msg.Key),
-		Value: sarama.ByteEncoder(msg.Value),
-		Headers: []sarama.RecordHeader{
-			{Key: []byte(activities.HeaderReason), Value: []byte(verr.Error())},
-			{Key: []byte(activities.HeaderStage), Value: []byte(StageValidate)},
-			{Key: []byte(activities.HeaderTopic), Value: []byte(msg.Topic)},
-			{Key: []byte(activities.HeaderPartition), Value: []byte(strconv.Itoa(int(msg.Partition)))},
-			{Key: []byte(activities.HeaderOffset), Value: []byte(strconv.FormatInt(msg.Offset, 10))},
-		},
-	})
-	if err != nil {
-		return fmt.Errorf("dead-letter to %s: %w", b.DLQTopic, err)
-	}
-	return nil
-}
-
-func keyEncoder(k []byte) sarama.Encoder {
-	if k == nil {
-		return nil
-	}
-	return sarama.ByteEncoder(k)
 }
 
 // ConsumerConfig returns the sarama config the bridge uses: start at the oldest offset of a new

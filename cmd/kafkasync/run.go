@@ -64,7 +64,9 @@ func (a *app) bridgeCmd() *cobra.Command {
 		Short: "Consume job messages from Kafka and start one workflow per job",
 		Long: `bridge joins the consumer group kafka.group on kafka.jobs_topic. Each valid job starts workflow
 file-<job id> (a redelivered message finds the existing one); each invalid message goes to
-kafka.dlq_topic with the reason in its headers. Offsets are committed only after that.`,
+kafka.dlq_topic with the reason in its headers, and into the audit table dead_letters. A start
+Temporal refuses for good (an invalid request) is dead-lettered at stage start. Offsets are
+committed only after that.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error { return a.runBridge(cmd.Context(), a.cfg) },
 	}
@@ -81,12 +83,22 @@ func (a *app) runBridge(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	defer prod.Close()
+	store, err := audit.Open(ctx, cfg.Postgres.DSN.Reveal())
+	if err != nil {
+		return err
+	}
+	defer store.Close()
+	if _, err := store.Migrate(ctx); err != nil {
+		return err
+	}
 	b := starter.New(cfg, c, prod, a.log)
+	b.Audit = store // refused messages reach the audit trail without the dashboard
 	a.log.Info("bridge started", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.JobsTopic, "group", cfg.Kafka.Group)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return metrics.Serve(gctx, cfg.Metrics.BridgeListen, a.log, map[string]metrics.Check{
 			"temporal": temporalReady(c),
+			"postgres": store.Ping,
 		})
 	})
 	g.Go(func() error {

@@ -16,6 +16,12 @@ const (
 	DLQDiscarded = "discarded"
 )
 
+// Stages at which the bridge refuses a job message (dead_letters.stage).
+const (
+	StageValidate = "validate" // not a valid job
+	StageStart    = "start"    // Temporal refused to start its workflow for good
+)
+
 // ErrDLQState is returned when a dead letter was already replayed or discarded.
 var ErrDLQState = errors.New("dead letter already handled")
 
@@ -48,15 +54,54 @@ const dlqColumns = `topic, partition, kafka_offset, job_id, msg_key, msg_value, 
 	workflow_id, origin_topic, origin_partition, origin_offset, published_at, indexed_at, state, acted_at,
 	acted_by, replay_partition, replay_offset`
 
-// AddDeadLetter indexes one message read from the dead-letter topic. Adding it again is a no-op.
+// AddDeadLetter indexes one message read from the dead-letter topic. Adding it again is a no-op,
+// except that a row the bridge recorded (RecordRefusal) is then marked read.
 func (s *Store) AddDeadLetter(ctx context.Context, d DeadLetter) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO dead_letters (topic, partition, kafka_offset, job_id, msg_key, msg_value,
 		reason, stage, error_type, attempts, workflow_id, origin_topic, origin_partition, origin_offset, published_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15) ON CONFLICT DO NOTHING`,
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
+		ON CONFLICT (topic, partition, kafka_offset) DO UPDATE SET read_from_topic = true`,
 		d.Topic, d.Partition, d.Offset, d.JobID, d.Key, nonNil(d.Value), d.Reason, d.Stage, d.ErrorType, d.Attempts,
 		d.WorkflowID, d.OriginTopic, d.OriginPartition, d.OriginOffset, d.PublishedAt)
 	if err != nil {
 		return fmt.Errorf("index dead letter %s/%d/%d: %w", d.Topic, d.Partition, d.Offset, err)
+	}
+	return nil
+}
+
+// originRef names the job message a bridge refusal is about: its topic, partition and offset.
+func originRef(topic string, partition int32, offset int64) string {
+	return fmt.Sprintf("%s/%d/%d", topic, partition, offset)
+}
+
+// RefusalRecorded reports whether RecordRefusal already recorded the job message at
+// topic/partition/offset.
+func (s *Store) RefusalRecorded(ctx context.Context, topic string, partition int32, offset int64) (bool, error) {
+	var ok bool
+	err := s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM dead_letters WHERE origin_ref = $1)`,
+		originRef(topic, partition, offset)).Scan(&ok)
+	if err != nil {
+		return false, fmt.Errorf("look up refusal of %s/%d/%d: %w", topic, partition, offset, err)
+	}
+	return ok, nil
+}
+
+// RecordRefusal records a dead letter the bridge just wrote for the job message d.Origin*, which
+// must be set. Recording the same job message again, or a message the indexer already read, is a
+// no-op.
+func (s *Store) RecordRefusal(ctx context.Context, d DeadLetter) error {
+	if d.OriginTopic == nil || d.OriginPartition == nil || d.OriginOffset == nil {
+		return fmt.Errorf("record refusal %s/%d/%d: origin unknown", d.Topic, d.Partition, d.Offset)
+	}
+	_, err := s.pool.Exec(ctx, `INSERT INTO dead_letters (topic, partition, kafka_offset, job_id, msg_key, msg_value,
+		reason, stage, error_type, attempts, workflow_id, origin_topic, origin_partition, origin_offset, published_at,
+		origin_ref, read_from_topic)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,false) ON CONFLICT DO NOTHING`,
+		d.Topic, d.Partition, d.Offset, d.JobID, d.Key, nonNil(d.Value), d.Reason, d.Stage, d.ErrorType, d.Attempts,
+		d.WorkflowID, d.OriginTopic, d.OriginPartition, d.OriginOffset, d.PublishedAt,
+		originRef(*d.OriginTopic, *d.OriginPartition, *d.OriginOffset))
+	if err != nil {
+		return fmt.Errorf("record refusal %s/%d/%d: %w", d.Topic, d.Partition, d.Offset, err)
 	}
 	return nil
 }
@@ -68,9 +113,11 @@ func nonNil(b []byte) []byte {
 	return b
 }
 
-// NextDLQOffsets returns, per partition of topic, the offset after the last indexed message.
+// NextDLQOffsets returns, per partition of topic, the offset after the last message the indexer read.
 func (s *Store) NextDLQOffsets(ctx context.Context, topic string) (map[int32]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT partition, max(kafka_offset) + 1 FROM dead_letters WHERE topic = $1 GROUP BY partition`, topic)
+	// Rows the bridge recorded do not count: the indexer may not have read the messages before them.
+	rows, err := s.pool.Query(ctx, `SELECT partition, max(kafka_offset) + 1 FROM dead_letters
+		WHERE topic = $1 AND read_from_topic GROUP BY partition`, topic)
 	if err != nil {
 		return nil, fmt.Errorf("dead-letter offsets: %w", err)
 	}

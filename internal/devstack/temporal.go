@@ -32,6 +32,9 @@ type TemporalOptions struct {
 	UIPort   int    // Web UI port, 0: free
 	Headless bool   // no Web UI
 	Log      io.Writer
+	// NoSearchAttributes leaves kafkasync's search attributes unregistered, so every start the
+	// bridge asks for is refused as invalid.
+	NoSearchAttributes bool
 }
 
 // StartTemporal starts the dev server and waits until its frontend answers. The dev server picks
@@ -70,7 +73,9 @@ func startTemporalOnce(ctx context.Context, o TemporalOptions) (*Temporal, error
 	}
 	args := []string{"server", "start-dev", "--ip", "127.0.0.1", "--port", strconv.Itoa(o.Port),
 		"--http-port", strconv.Itoa(httpPort), "--metrics-port", strconv.Itoa(metricsPort), "--log-level", "warn"}
-	args = append(args, searchattr.DevServerFlags()...)
+	if !o.NoSearchAttributes {
+		args = append(args, searchattr.DevServerFlags()...)
+	}
 	t := &Temporal{Address: fmt.Sprintf("127.0.0.1:%d", o.Port)}
 	if o.DBFile != "" {
 		args = append(args, "--db-filename", o.DBFile)

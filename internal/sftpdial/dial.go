@@ -35,7 +35,7 @@ type Dialer struct {
 
 // New builds a Dialer from the sftp config section, reading the key and known_hosts files once.
 func New(c config.SFTP) (*Dialer, error) {
-	hk, err := hostKeyCallback(c)
+	hk, algos, err := hostKeyCallback(c)
 	if err != nil {
 		return nil, err
 	}
@@ -67,7 +67,10 @@ func New(c config.SFTP) (*Dialer, error) {
 		User:            c.User,
 		Auth:            auth,
 		HostKeyCallback: hk,
-		Timeout:         timeout,
+		// Only the expected key's algorithms: a server with several host keys presents the first the
+		// client offers, which need not be the one pinned or known.
+		HostKeyAlgorithms: algos,
+		Timeout:           timeout,
 		Config: ssh.Config{
 			// AES-GCM first: the fastest cipher on CPUs with AES instructions.
 			Ciphers: []string{"aes128-gcm@openssh.com", "aes256-gcm@openssh.com", "chacha20-poly1305@openssh.com", "aes128-ctr", "aes256-ctr"},
@@ -75,11 +78,17 @@ func New(c config.SFTP) (*Dialer, error) {
 	}}, nil
 }
 
-func hostKeyCallback(c config.SFTP) (ssh.HostKeyCallback, error) {
+// hostKeyCallback verifies the server's key against known_hosts or the pinned key, and lists the
+// host key algorithms of the keys expected for c.Addr (nil: none known, the callback refuses all).
+func hostKeyCallback(c config.SFTP) (ssh.HostKeyCallback, []string, error) {
 	if c.KnownHosts != "" {
 		cb, err := knownhosts.New(c.KnownHosts)
 		if err != nil {
-			return nil, fmt.Errorf("sftp known_hosts: %w", err)
+			return nil, nil, fmt.Errorf("sftp known_hosts: %w", err)
+		}
+		algos, err := knownAlgorithms(cb, c.KnownHosts, c.Addr)
+		if err != nil {
+			return nil, nil, err
 		}
 		return func(host string, remote net.Addr, key ssh.PublicKey) error {
 			if err := cb(host, remote, key); err != nil {
@@ -99,21 +108,22 @@ func hostKeyCallback(c config.SFTP) (ssh.HostKeyCallback, error) {
 				return fmt.Errorf("%w: %s offered %s %s: %v", ErrHostKey, host, key.Type(), ssh.FingerprintSHA256(key), err)
 			}
 			return nil
-		}, nil
+		}, algos, nil
 	}
 	if c.HostKey != "" {
 		want, _, _, _, err := ssh.ParseAuthorizedKey([]byte(c.HostKey))
 		if err != nil {
-			return nil, fmt.Errorf("sftp host_key: %w", err)
+			return nil, nil, fmt.Errorf("sftp host_key: %w", err)
 		}
 		return func(host string, _ net.Addr, key ssh.PublicKey) error {
 			if !bytes.Equal(key.Marshal(), want.Marshal()) {
-				return fmt.Errorf("%w: %s offered %s, pinned %s", ErrHostKey, host, ssh.FingerprintSHA256(key), ssh.FingerprintSHA256(want))
+				return fmt.Errorf("%w: %s offered %s %s, pinned %s %s", ErrHostKey, host, key.Type(), ssh.FingerprintSHA256(key),
+					want.Type(), ssh.FingerprintSHA256(want))
 			}
 			return nil
-		}, nil
+		}, algorithmsFor(want.Type()), nil
 	}
-	return nil, errors.New("sftp: set known_hosts or host_key: host keys are always verified")
+	return nil, nil, errors.New("sftp: set known_hosts or host_key: host keys are always verified")
 }
 
 // Client is one SSH connection carrying one SFTP session.
@@ -155,6 +165,11 @@ func (d *Dialer) Dial(ctx context.Context, opts ...sftp.ClientOption) (*Client, 
 		nc.Close()
 		if errors.Is(err, ErrHostKey) {
 			return nil, err
+		}
+		var ne *ssh.AlgorithmNegotiationError
+		if errors.As(err, &ne) && ne.What == "host key" {
+			return nil, fmt.Errorf("%w: %s has no host key of the types expected (%s)", ErrHostKey, d.addr,
+				strings.Join(d.cfg.HostKeyAlgorithms, ", "))
 		}
 		if isAuthError(err) {
 			return nil, fmt.Errorf("%w: %s as %s: %v", ErrAuth, d.addr, d.cfg.User, err)

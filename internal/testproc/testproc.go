@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workers"
@@ -83,8 +84,18 @@ func run(role string) int {
 			return 1
 		}
 		defer prod.Close()
+		store, err := audit.Open(ctx, cfg.Postgres.DSN.Reveal())
+		if err == nil {
+			_, err = store.Migrate(ctx)
+			defer store.Close()
+		}
+		if err != nil {
+			log.Error("bridge", "err", err)
+			return 1
+		}
 		b := starter.New(cfg, c, prod, log)
 		b.Backoff = time.Second
+		b.Audit = store
 		if err := starter.RunConfig(ctx, cfg, b); err != nil {
 			log.Error("bridge", "err", err)
 			return 1
