@@ -153,6 +153,7 @@ func New(o Options) *echo.Echo {
 	a := newAuth(o)
 	e.Use(a.identify)
 	e.Use(middleware.CSRFWithConfig(middleware.CSRFConfig{
+		// Only what a browser session can be made to send is checked (see needsCSRF).
 		Skipper:        func(c echo.Context) bool { return probe(c) || !needsCSRF(c) },
 		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
 		CookieName:     "kafkasync_csrf",
@@ -203,8 +204,8 @@ func New(o Options) *echo.Echo {
 	return e
 }
 
-// errorHandler answers JSON under /api/ and at /metrics, and a plain page elsewhere; it never shows internal errors
-// (they are logged) beyond their message for 4xx.
+// errorHandler answers JSON under /api/ and at /metrics, and a plain page elsewhere; it never shows
+// internal errors (they are logged) beyond their message for 4xx.
 func errorHandler(e *echo.Echo, log *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
