@@ -1,16 +1,19 @@
 package ui
 
 import (
-	"crypto/hmac"
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
+	"errors"
+	"log/slog"
 	"net/http"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/kafkasync/kafkasync/internal/audit"
 )
 
 // HeaderAPIKey carries the API key on API calls.
@@ -19,66 +22,112 @@ const HeaderAPIKey = "X-API-Key"
 const (
 	sessionCookie = "kafkasync_session"
 	sessionTTL    = 12 * time.Hour
-	ctxAuthed     = "kafkasync.authed"
-	ctxActor      = "kafkasync.actor"
+	ctxCaller     = "kafkasync.caller"
+	// maxNext bounds a post-login redirect target.
+	maxNext = 2048
 )
 
-// auth checks the API key and login sessions. A session cookie is "<expiry unix>.<hmac>", signed
-// with the API key, so changing the key ends every session.
+// Sessions keeps login sessions server-side (table sessions), so a logout ends one at once.
+type Sessions interface {
+	CreateSession(ctx context.Context, who, remoteAddr string, ttl time.Duration) (string, audit.Session, error)
+	SessionByToken(ctx context.Context, token string) (audit.Session, error)
+	RevokeSession(ctx context.Context, token string) error
+}
+
+// caller is who sent a request, once identify has checked its credential.
+type caller struct {
+	// actor is recorded with what the caller does: api-key:<8 hex> or session:<8 hex>.
+	actor string
+	// viaKey: the request carries the valid API key itself. Only then may it skip the CSRF check,
+	// since no other site can make a browser send that header.
+	viaKey bool
+}
+
+// auth checks the API key and login sessions. A session is a row of table sessions opened with the
+// key; it holds the key's actor, so a new key ends the old key's sessions.
 type auth struct {
 	key        string
+	keyActor   string
 	publicRead bool
+	sessions   Sessions // nil: nobody can log in
+	log        *slog.Logger
+}
+
+func newAuth(o Options) *auth {
+	a := &auth{key: o.APIKey, publicRead: o.PublicRead, log: o.Logger}
+	if o.Store != nil {
+		a.sessions = o.Store
+	}
+	if a.key != "" {
+		// A short hash names the key in audit rows and logs without revealing it.
+		sum := sha256.Sum256([]byte(a.key))
+		a.keyActor = "api-key:" + hex.EncodeToString(sum[:4])
+	}
+	return a
 }
 
 func (a *auth) keyOK(given string) bool {
 	return a.key != "" && given != "" && subtle.ConstantTimeCompare([]byte(given), []byte(a.key)) == 1
 }
 
-func (a *auth) sign(exp int64) string {
-	m := hmac.New(sha256.New, []byte(a.key))
-	m.Write([]byte("kafkasync-session:" + strconv.FormatInt(exp, 10)))
-	return hex.EncodeToString(m.Sum(nil))
-}
-
-func (a *auth) sessionOK(c echo.Context) bool {
-	if a.key == "" {
-		return false
-	}
-	ck, err := c.Cookie(sessionCookie)
-	if err != nil {
-		return false
-	}
-	ts, mac, ok := strings.Cut(ck.Value, ".")
-	exp, err := strconv.ParseInt(ts, 10, 64)
-	if !ok || err != nil || time.Now().Unix() > exp {
-		return false
-	}
-	return hmac.Equal([]byte(mac), []byte(a.sign(exp)))
-}
-
-// identify notes who is calling: "api-key", "session", or nobody.
+// identify notes who is calling: the API key, a live session, or nobody. A wrong key is nobody's:
+// the request is then judged by its session, CSRF check included.
 func (a *auth) identify(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
+		if a.keyOK(c.Request().Header.Get(HeaderAPIKey)) {
+			c.Set(ctxCaller, caller{actor: a.keyActor, viaKey: true})
+			return next(c)
+		}
+		s, err := a.session(c)
 		switch {
-		case a.keyOK(c.Request().Header.Get(HeaderAPIKey)):
-			c.Set(ctxAuthed, true)
-			c.Set(ctxActor, "api-key")
-		case a.sessionOK(c):
-			c.Set(ctxAuthed, true)
-			c.Set(ctxActor, "session")
+		case err == nil:
+			c.Set(ctxCaller, caller{actor: s.Actor()})
+		case !errors.Is(err, audit.ErrNoSession):
+			return echo.NewHTTPError(http.StatusServiceUnavailable, "sessions are unavailable: try again shortly").SetInternal(err)
 		}
 		return next(c)
 	}
 }
 
+// session returns the live session the request's cookie opens, or audit.ErrNoSession.
+func (a *auth) session(c echo.Context) (audit.Session, error) {
+	ck, err := c.Cookie(sessionCookie)
+	if err != nil || a.key == "" || a.sessions == nil {
+		return audit.Session{}, audit.ErrNoSession
+	}
+	s, err := a.sessions.SessionByToken(c.Request().Context(), ck.Value)
+	if err != nil {
+		return s, err
+	}
+	if s.Who != a.keyActor {
+		return audit.Session{}, audit.ErrNoSession // opened with a key this dashboard no longer has
+	}
+	return s, nil
+}
+
+func callerFrom(c echo.Context) (caller, bool) {
+	v, ok := c.Get(ctxCaller).(caller)
+	return v, ok
+}
+
 func authedFrom(c echo.Context) bool {
-	v, _ := c.Get(ctxAuthed).(bool)
-	return v
+	_, ok := callerFrom(c)
+	return ok
 }
 
 func actorFrom(c echo.Context) string {
-	v, _ := c.Get(ctxActor).(string)
-	return v
+	v, _ := callerFrom(c)
+	return v.actor
+}
+
+// needsCSRF: a request riding on a session cookie, which another site could make a browser send;
+// and logging in, so no site can log a browser into a session of its choosing.
+func needsCSRF(c echo.Context) bool {
+	v, ok := callerFrom(c)
+	if ok {
+		return !v.viaKey
+	}
+	return c.Path() == "/login"
 }
 
 func csrfToken(c echo.Context) string {
@@ -109,29 +158,53 @@ func (a *auth) requireWrite(next echo.HandlerFunc) echo.HandlerFunc {
 }
 
 func (a *auth) loginPage(c echo.Context) error {
-	return c.Render(http.StatusOK, "login.html", map[string]any{"Next": safeNext(c.QueryParam("next")), "Enabled": a.key != ""})
+	return c.Render(http.StatusOK, "login.html", map[string]any{"Next": safeNext(c.QueryParam("next")), "Enabled": a.canLogin()})
 }
 
+func (a *auth) canLogin() bool { return a.key != "" && a.sessions != nil }
+
+// login opens a session for the API key's holder and records where the login came from.
 func (a *auth) login(c echo.Context) error {
 	next := safeNext(c.FormValue("next"))
-	if !a.keyOK(c.FormValue("key")) {
-		return c.Render(http.StatusUnauthorized, "login.html", map[string]any{"Next": next, "Enabled": a.key != "", "Failed": true})
+	if !a.canLogin() || !a.keyOK(c.FormValue("key")) {
+		return c.Render(http.StatusUnauthorized, "login.html", map[string]any{"Next": next, "Enabled": a.canLogin(), "Failed": true})
 	}
-	exp := time.Now().Add(sessionTTL).Unix()
-	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: strconv.FormatInt(exp, 10) + "." + a.sign(exp), Path: "/",
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: c.Scheme() == "https", MaxAge: int(sessionTTL.Seconds())})
+	token, s, err := a.sessions.CreateSession(c.Request().Context(), a.keyActor, c.RealIP(), sessionTTL)
+	if err != nil {
+		return echo.NewHTTPError(http.StatusServiceUnavailable, "cannot log in now: try again shortly").SetInternal(err)
+	}
+	a.log.Info("dashboard login", "actor", s.Actor(), "who", s.Who, "remote", s.RemoteAddr, "expires", s.ExpiresAt)
+	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: token, Path: "/", HttpOnly: true, SameSite: http.SameSiteStrictMode,
+		Secure: c.Scheme() == "https", MaxAge: int(sessionTTL.Seconds())})
 	return c.Redirect(http.StatusSeeOther, next)
 }
 
+// logout revokes the session in the database, so a copy of the cookie is refused too.
 func (a *auth) logout(c echo.Context) error {
+	if ck, err := c.Cookie(sessionCookie); err == nil && a.sessions != nil {
+		err := a.sessions.RevokeSession(c.Request().Context(), ck.Value)
+		if err != nil && !errors.Is(err, audit.ErrNoSession) {
+			return echo.NewHTTPError(http.StatusServiceUnavailable, "cannot log out now: try again shortly").SetInternal(err)
+		}
+		if err == nil {
+			a.log.Info("dashboard logout", "actor", actorFrom(c))
+		}
+	}
 	c.SetCookie(&http.Cookie{Name: sessionCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	return c.Redirect(http.StatusSeeOther, "/")
 }
 
-// safeNext keeps a post-login redirect on this site.
+// safeNext keeps a post-login redirect on this site: an absolute path of printable ASCII without
+// spaces or backslashes, not starting "//". Browsers drop tabs and newlines from a URL and read "\"
+// as "/", so "/\t/evil.example" and "/\evil.example" would both lead to another host.
 func safeNext(s string) string {
-	if !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") || strings.Contains(s, "\\") {
+	if len(s) > maxNext || !strings.HasPrefix(s, "/") || strings.HasPrefix(s, "//") {
 		return "/"
+	}
+	for i := 0; i < len(s); i++ {
+		if b := s[i]; b <= ' ' || b >= 0x7f || b == '\\' {
+			return "/"
+		}
 	}
 	return s
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -233,12 +234,12 @@ func (h *handlers) apiSubmit(c echo.Context) error {
 	if h.o.Submit == nil {
 		return echo.NewHTTPError(http.StatusNotImplemented, "submitting is not available here")
 	}
-	body, err := io.ReadAll(io.LimitReader(c.Request().Body, 1<<20+1))
+	body, err := io.ReadAll(c.Request().Body) // bounded by limitBody
+	if isTooLarge(err) {
+		return tooLarge(maxJobBody)
+	}
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "read body: "+err.Error())
-	}
-	if len(body) > 1<<20 {
-		return echo.NewHTTPError(http.StatusRequestEntityTooLarge, "job message over 1 MiB")
 	}
 	res, err := h.o.Submit(c.Request().Context(), body)
 	if err != nil {
@@ -364,22 +365,27 @@ func (h *handlers) apiDLQAction(action string) echo.HandlerFunc {
 
 // ---- readiness
 
+// readyz names the failing dependencies to anyone (probes carry no key) and says why only to a
+// caller with the key or a session: the errors name hosts, addresses and versions.
 func (h *handlers) readyz(c echo.Context) error {
 	ctx, cancel := context.WithTimeout(c.Request().Context(), 5*time.Second)
 	defer cancel()
-	res, ok := map[string]string{}, true
+	failing, errs := []string{}, map[string]string{}
 	for name, check := range h.o.Ready {
 		if err := check(ctx); err != nil {
-			res[name], ok = err.Error(), false
-		} else {
-			res[name] = "ok"
+			failing, errs[name] = append(failing, name), err.Error()
 		}
 	}
-	code := http.StatusOK
-	if !ok {
-		code = http.StatusServiceUnavailable
+	if len(failing) == 0 {
+		return c.JSON(http.StatusOK, map[string]any{"ready": true, "failing": failing})
 	}
-	return c.JSON(code, map[string]any{"ready": ok, "checks": res})
+	sort.Strings(failing)
+	h.o.Logger.Warn("not ready", "failing", failing, "errors", errs)
+	body := map[string]any{"ready": false, "failing": failing}
+	if authedFrom(c) {
+		body["errors"] = errs
+	}
+	return c.JSON(http.StatusServiceUnavailable, body)
 }
 
 func validStatus(s string) bool {

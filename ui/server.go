@@ -43,6 +43,7 @@ type Store interface {
 	DeadLetters(ctx context.Context, f audit.DLQFilter) ([]audit.DeadLetter, error)
 	DeadLetterAt(ctx context.Context, topic string, partition int32, offset int64) (audit.DeadLetter, error)
 	ResolveDeadLetter(ctx context.Context, topic string, partition int32, offset int64, action, actor string, publish audit.Publish) (audit.DeadLetter, error)
+	Sessions
 }
 
 // Options configures the dashboard.
@@ -67,9 +68,10 @@ type Options struct {
 	Progress func(ctx context.Context, workflowID, runID string) (Progress, error)
 	// Lag reads the bridge's consumer lag on the jobs topic (nil: not shown).
 	Lag func() (kafkaops.Lag, error)
-	// Ready are the dependencies /readyz checks, by name.
+	// Ready are the dependencies /readyz checks, by name. Only callers with the key or a session see
+	// why a check failed; anyone else sees which.
 	Ready map[string]func(ctx context.Context) error
-	// Metrics is served at /metrics (nil: not served).
+	// Metrics is served at /metrics to those who may read (nil: not served).
 	Metrics http.Handler
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
@@ -147,17 +149,12 @@ func New(o Options) *echo.Echo {
 			return echo.NewHTTPError(http.StatusTooManyRequests, "too many requests: slow down")
 		},
 	}))
-	a := &auth{key: o.APIKey, publicRead: o.PublicRead}
+	e.Use(limitBody)
+	a := newAuth(o)
 	e.Use(a.identify)
 	e.Use(middleware.CSRFWithConfig(middleware.CSRFConfig{
-		// Only a browser session can be ridden by another site: requests that carry the API key, or
-		// no session at all (refused later), skip the check; logging in is always checked.
-		Skipper: func(c echo.Context) bool {
-			if c.Request().Header.Get(HeaderAPIKey) != "" || probe(c) {
-				return true
-			}
-			return c.Get(ctxActor) != "session" && c.Request().URL.Path != "/login"
-		},
+		// Only what a browser session can be made to send is checked (see needsCSRF).
+		Skipper:        func(c echo.Context) bool { return probe(c) || !needsCSRF(c) },
 		TokenLookup:    "header:X-CSRF-Token,form:_csrf",
 		CookieName:     "kafkasync_csrf",
 		CookiePath:     "/",
@@ -173,14 +170,14 @@ func New(o Options) *echo.Echo {
 	h := &handlers{o: o}
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", h.readyz)
-	if o.Metrics != nil {
-		e.GET("/metrics", echo.WrapHandler(o.Metrics))
-	}
 	e.GET("/login", a.loginPage)
 	e.POST("/login", a.login)
 	e.POST("/logout", a.logout)
 
 	r := e.Group("", a.requireRead)
+	if o.Metrics != nil {
+		r.GET("/metrics", echo.WrapHandler(o.Metrics))
+	}
 	r.GET("/", h.overviewPage)
 	r.GET("/overview/live", h.overviewLive)
 	r.GET("/jobs", h.jobsPage)
@@ -207,8 +204,8 @@ func New(o Options) *echo.Echo {
 	return e
 }
 
-// errorHandler answers JSON under /api/ and a plain page elsewhere; it never shows internal errors
-// (they are logged) beyond their message for 4xx.
+// errorHandler answers JSON under /api/ and at /metrics, and a plain page elsewhere; it never shows
+// internal errors (they are logged) beyond their message for 4xx.
 func errorHandler(e *echo.Echo, log *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {
 		if c.Response().Committed {
@@ -224,7 +221,8 @@ func errorHandler(e *echo.Echo, log *slog.Logger) echo.HTTPErrorHandler {
 		} else {
 			log.Error("dashboard", "path", c.Request().URL.Path, "err", err)
 		}
-		if strings.HasPrefix(c.Request().URL.Path, "/api/") {
+		// Programs read the API and /metrics: they get JSON, never a login page.
+		if p := c.Request().URL.Path; strings.HasPrefix(p, "/api/") || p == "/metrics" {
 			_ = c.JSON(code, map[string]string{"error": msg})
 			return
 		}

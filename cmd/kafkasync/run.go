@@ -14,6 +14,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/httpserver"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/starter"
@@ -162,7 +163,7 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 		Metrics: metrics.Handler(),
 	})
 	idx := &kafkaops.Indexer{Kafka: kc, Store: store, Topic: cfg.Kafka.DLQTopic, Logger: a.log}
-	srv := &http.Server{Addr: cfg.UI.Listen, Handler: e, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpserver.New(cfg.UI.Listen, e)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { idx.Run(gctx, 2*time.Second); return nil })
 	g.Go(func() error {

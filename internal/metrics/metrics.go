@@ -17,6 +17,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/kafkasync/kafkasync/internal/httpserver"
 )
 
 // Registry holds every kafkasync metric, the Go runtime's and the process's.
@@ -119,7 +121,7 @@ func Serve(ctx context.Context, addr string, log *slog.Logger, ready map[string]
 		}
 		json.NewEncoder(w).Encode(map[string]any{"ready": ok, "checks": res})
 	})
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	srv := httpserver.New("", mux)
 	go func() {
 		<-ctx.Done()
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
