@@ -97,14 +97,11 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 	if err != nil {
 		return nil, close, err
 	}
-	store, err := audit.Open(ctx, cfg.Postgres.DSN.Reveal())
+	store, err := audit.OpenMigrated(ctx, cfg.Postgres.DSN.Reveal())
 	if err != nil {
 		return nil, close, err
 	}
 	closers = append(closers, store.Close)
-	if _, err := store.Migrate(ctx); err != nil {
-		return nil, close, err
-	}
 	prod, err := NewProducer(cfg.Kafka)
 	if err != nil {
 		return nil, close, err

@@ -84,14 +84,11 @@ func (a *app) runBridge(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	defer prod.Close()
-	store, err := audit.Open(ctx, cfg.Postgres.DSN.Reveal())
+	store, err := audit.OpenMigrated(ctx, cfg.Postgres.DSN.Reveal())
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	if _, err := store.Migrate(ctx); err != nil {
-		return err
-	}
 	b := starter.New(cfg, c, prod, a.log)
 	b.Audit = store // refused messages reach the audit trail without the dashboard
 	a.log.Info("bridge started", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.JobsTopic, "group", cfg.Kafka.Group)
@@ -118,14 +115,11 @@ func (a *app) uiCmd() *cobra.Command {
 }
 
 func (a *app) runUI(ctx context.Context, cfg config.Config) error {
-	store, err := audit.Open(ctx, cfg.Postgres.DSN.Reveal())
+	store, err := audit.OpenMigrated(ctx, cfg.Postgres.DSN.Reveal())
 	if err != nil {
 		return err
 	}
 	defer store.Close()
-	if _, err := store.Migrate(ctx); err != nil {
-		return err
-	}
 	kcfg := cfg.Kafka
 	kcfg.ClientID += "-ui"
 	kc, err := kafkaops.DialConfig(kcfg)

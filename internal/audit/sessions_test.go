@@ -31,14 +31,11 @@ func open(t *testing.T) *audit.Store {
 		t.Fatal(err)
 	}
 	t.Cleanup(pg.Stop)
-	s, err := audit.Open(ctx, pg.DSN)
+	s, err := audit.OpenMigrated(ctx, pg.DSN)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(s.Close)
-	if _, err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
 	return s
 }
 

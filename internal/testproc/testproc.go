@@ -84,15 +84,12 @@ func run(role string) int {
 			return 1
 		}
 		defer prod.Close()
-		store, err := audit.Open(ctx, cfg.Postgres.DSN.Reveal())
-		if err == nil {
-			_, err = store.Migrate(ctx)
-			defer store.Close()
-		}
+		store, err := audit.OpenMigrated(ctx, cfg.Postgres.DSN.Reveal())
 		if err != nil {
 			log.Error("bridge", "err", err)
 			return 1
 		}
+		defer store.Close()
 		b := starter.New(cfg, c, prod, log)
 		b.Backoff = time.Second
 		b.Audit = store
