@@ -24,23 +24,10 @@ func (a *Transfer) slot(ctx context.Context, jobID, kind string, details func() 
 	}
 	start := time.Now()
 	a.log(ctx, jobID).Info("waiting for a slot of the sftp server's limit", "kind", kind)
-	wctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	if activity.IsActivity(ctx) && details != nil {
-		go func() {
-			t := time.NewTicker(a.heartbeatEvery())
-			defer t.Stop()
-			for {
-				select {
-				case <-wctx.Done():
-					return
-				case <-t.C:
-					heartbeat(ctx, details())
-				}
-			}
-		}()
+		defer a.heartbeatWhile(ctx, details)()
 	}
-	l, err := a.Limits.Acquire(wctx, kind)
+	l, err := a.Limits.Acquire(ctx, kind)
 	metrics.HostSlotWait.WithLabelValues(kind).Observe(time.Since(start).Seconds())
 	if err == nil {
 		a.log(ctx, jobID).Info("got a slot of the sftp server's limit", "kind", kind,
