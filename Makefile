@@ -4,6 +4,8 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL_CLI_VERSION := v1.5.1
 VERSITYGW_VERSION := v1.8.0
+# Keep in step with deploy/kafka/pom.xml and docker-compose.yml (a test checks).
+KAFKA_VERSION := 4.1.1
 export PATH := $(BIN):$(PATH)
 
 .PHONY: help run test bench build tools deps lint clean histories
@@ -24,12 +26,12 @@ bench: tools ## measure kafkasync against sftp, lftp and rclone (about half an h
 build: ## build bin/kafkasync
 	$(GO) build -o $(BIN)/kafkasync ./cmd/kafkasync
 
-tools: deps $(BIN)/temporal $(BIN)/versitygw ## build the Temporal dev server and the S3 server into bin/ (once)
+tools: deps $(BIN)/temporal $(BIN)/versitygw $(BIN)/kafka/libs/kafka_2.13-$(KAFKA_VERSION).jar ## build the Temporal dev server and the S3 server, fetch the Kafka broker, into bin/ (once)
 
 # From the system's packages: PostgreSQL (the audit database), Chromium (the dashboard's browser
-# test), and the benchmark's peers: OpenSSH's sshd, lftp, rclone and the aws CLI (a smoke run of the
-# benchmark is part of the tests). Everything else builds from the Go module proxy.
-DEB_PACKAGES := postgresql chromium openssh-server lftp rclone awscli
+# test), a Java runtime and Maven (the Kafka broker), and the benchmark's peers: OpenSSH's sshd,
+# lftp, rclone and the aws CLI (a smoke run of the benchmark is part of the tests). The Go tools
+# build from the Go module proxy; the Kafka broker comes from Maven Central.
 deps: ## install the system packages that are missing (apt-get)
 	@missing=; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
@@ -38,6 +40,8 @@ deps: ## install the system packages that are missing (apt-get)
 	command -v lftp >/dev/null 2>&1 || missing="$$missing lftp"; \
 	command -v rclone >/dev/null 2>&1 || missing="$$missing rclone"; \
 	test -x /usr/bin/aws || missing="$$missing awscli"; \
+	command -v java >/dev/null 2>&1 || missing="$$missing default-jre-headless"; \
+	command -v mvn >/dev/null 2>&1 || missing="$$missing maven"; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing$$missing (apt-get)"; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
@@ -51,6 +55,13 @@ $(BIN)/temporal:
 $(BIN)/versitygw:
 	@echo "building versitygw $(VERSITYGW_VERSION) into bin/ (about two minutes, once)"
 	GOBIN=$(BIN) $(GO) install github.com/versity/versitygw/cmd/versitygw@$(VERSITYGW_VERSION)
+
+# The broker's jar and its runtime dependencies, resolved by Maven from Maven Central.
+$(BIN)/kafka/libs/kafka_2.13-$(KAFKA_VERSION).jar: deploy/kafka/pom.xml
+	@echo "fetching Apache Kafka $(KAFKA_VERSION) and its dependencies from Maven Central into bin/kafka/ (once)"
+	rm -rf $(BIN)/kafka
+	mvn -q -B -f deploy/kafka/pom.xml -Dkafka.version=$(KAFKA_VERSION) dependency:copy-dependencies \
+	  -DincludeScope=runtime -DoutputDirectory=$(BIN)/kafka/libs
 
 lint: ## gofmt and go vet
 	@test -z "$$(gofmt -l .)" || (gofmt -l .; exit 1)

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"path"
+	"slices"
 	"strconv"
 	"time"
 
@@ -207,8 +208,18 @@ func ConsumerConfig(clientID string, commitInterval time.Duration) *sarama.Confi
 }
 
 // Run consumes topic in group until ctx ends, rejoining after every rebalance.
+// The topics must exist: brokers that do not create topics on demand would leave the group
+// waiting for one forever.
 func Run(ctx context.Context, brokers []string, group, topic string, sc *sarama.Config, h *Bridge) error {
-	cg, err := sarama.NewConsumerGroup(brokers, group, sc)
+	cl, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		return fmt.Errorf("kafka consumer group %s: %w", group, err)
+	}
+	defer cl.Close()
+	if err := requireTopics(cl, topic, h.DLQTopic); err != nil {
+		return err
+	}
+	cg, err := sarama.NewConsumerGroupFromClient(group, cl)
 	if err != nil {
 		return fmt.Errorf("kafka consumer group %s: %w", group, err)
 	}
@@ -234,6 +245,22 @@ func Run(ctx context.Context, brokers []string, group, topic string, sc *sarama.
 			return nil
 		}
 	}
+}
+
+// ErrNoTopic marks a topic the brokers do not have.
+var ErrNoTopic = errors.New("does not exist on the brokers: create it (kafkasync does not ask the brokers to create topics)")
+
+func requireTopics(cl sarama.Client, topics ...string) error {
+	have, err := cl.Topics()
+	if err != nil {
+		return fmt.Errorf("kafka topics: %w", err)
+	}
+	for _, t := range topics {
+		if t != "" && !slices.Contains(have, t) {
+			return fmt.Errorf("kafka topic %q %w", t, ErrNoTopic)
+		}
+	}
+	return nil
 }
 
 // New builds the bridge the config describes.

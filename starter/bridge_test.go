@@ -1,5 +1,7 @@
 package starter_test
 
+// The bridge runs against the Apache Kafka broker (bin/kafka); Temporal is a stand-in.
+
 import (
 	"context"
 	"errors"
@@ -13,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workflows"
 )
@@ -55,11 +58,7 @@ func committed(t *testing.T, admin sarama.ClusterAdmin) int64 {
 }
 
 func TestBridgeCommitsOnlyAfterTemporalAccepted(t *testing.T) {
-	k, err := devstack.StartKafka("", 0, 0)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(k.Stop)
+	k := testenv.StartKafka(t, devstack.KafkaOptions{Kind: devstack.KafkaApache, Partitions: 1, Topics: []string{"jobs", "jobs.dlq"}})
 	sc := sarama.NewConfig()
 	sc.Producer.Return.Successes = true
 	sc.Producer.Partitioner = sarama.NewManualPartitioner
@@ -68,9 +67,6 @@ func TestBridgeCommitsOnlyAfterTemporalAccepted(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer admin.Close()
-	if err := admin.CreateTopic("jobs", &sarama.TopicDetail{NumPartitions: 1, ReplicationFactor: 1}, false); err != nil {
-		t.Fatal(err)
-	}
 	prod, err := sarama.NewSyncProducer(k.Brokers, sc)
 	if err != nil {
 		t.Fatal(err)

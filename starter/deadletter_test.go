@@ -1,8 +1,7 @@
 package starter_test
 
-// These tests run the bridge against franz-go's kfake (the in-process Kafka-protocol broker that
-// sarama speaks the real wire protocol to), the Temporal dev server (bin/temporal) and, for the
-// audit trail, a throw-away PostgreSQL cluster, all on loopback.
+// These tests run the bridge against the Apache Kafka broker (bin/kafka), the Temporal dev server
+// (bin/temporal) and, for the audit trail, a throw-away PostgreSQL cluster, all on loopback.
 
 import (
 	"context"
@@ -17,7 +16,6 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
-	"github.com/twmb/franz-go/pkg/kfake"
 	"go.temporal.io/sdk/client"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
@@ -37,13 +35,11 @@ type fixture struct {
 
 func setupKafka(t *testing.T, brokerConfigs map[string]string) fixture {
 	t.Helper()
-	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "jobs", "jobs.dlq"), kfake.BrokerConfigs(brokerConfigs))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(c.Close)
-	f := fixture{brokers: c.ListenAddrs()}
+	k := testenv.StartKafka(t, devstack.KafkaOptions{Kind: devstack.KafkaApache, Partitions: 1, Topics: []string{"jobs", "jobs.dlq"},
+		BrokerConfig: brokerConfigs})
+	f := fixture{brokers: k.Brokers}
 	sc := sarama.NewConfig()
+	var err error
 	sc.Producer.Return.Successes = true
 	sc.Producer.Partitioner = sarama.NewManualPartitioner
 	if f.prod, err = sarama.NewSyncProducer(f.brokers, sc); err != nil {
@@ -165,20 +161,27 @@ func headers(m *sarama.ConsumerMessage) map[string]string {
 }
 
 // A message over the job limit whose dead letter no longer fits (the broker's message.max.bytes,
-// or the producer's MaxMessageBytes) goes to the DLQ truncated, and the job after it starts.
+// the dead-letter topic's max.message.bytes, or the producer's MaxMessageBytes) goes to the DLQ
+// truncated, and the job after it starts.
 func TestOversizedDeadLetterTruncated(t *testing.T) {
 	const limit = 80_000
 	tc := startTemporal(t, true)
 	for _, tt := range []struct {
 		name          string
-		broker        map[string]string
-		producerLimit int
+		broker, dlqTopic map[string]string
+		producerLimit    int
 	}{
-		{"broker refuses", map[string]string{"message.max.bytes": strconv.Itoa(limit)}, 0},
-		{"producer refuses", nil, limit},
+		{"broker refuses", map[string]string{"message.max.bytes": strconv.Itoa(limit)}, nil, 0},
+		{"dead-letter topic refuses", nil, map[string]string{"max.message.bytes": strconv.Itoa(limit)}, 0},
+		{"producer refuses", nil, nil, limit},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			f := setupKafka(t, tt.broker)
+			for k, v := range tt.dlqTopic {
+				if err := f.admin.AlterConfig(sarama.TopicResource, "jobs.dlq", map[string]*string{k: &v}, false); err != nil {
+					t.Fatal(err)
+				}
+			}
 			big := `{"remote_path":"/` + strings.Repeat("a", limit-120) + `"}` // fits the jobs topic, barely
 			if len(big) <= job.MaxMessageBytes {
 				t.Fatal("the message must be over the job limit")

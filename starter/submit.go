@@ -2,6 +2,7 @@ package starter
 
 import (
 	"encoding/json"
+	"errors"
 	"fmt"
 
 	"github.com/IBM/sarama"
@@ -35,6 +36,9 @@ func Submit(p sarama.SyncProducer, topic string, j job.Job) (sent job.Job, parti
 		return job.Job{}, 0, 0, err
 	}
 	partition, offset, err = p.SendMessage(&sarama.ProducerMessage{Topic: topic, Key: sarama.StringEncoder(sent.ID), Value: sarama.ByteEncoder(b)})
+	if errors.Is(err, sarama.ErrUnknownTopicOrPartition) {
+		return job.Job{}, 0, 0, fmt.Errorf("publish job %s: kafka topic %q %w", sent.ID, topic, ErrNoTopic)
+	}
 	if err != nil {
 		return job.Job{}, 0, 0, fmt.Errorf("publish job %s to %s: %w", sent.ID, topic, err)
 	}

@@ -63,7 +63,7 @@ func start(t *testing.T) *fixture {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	k, err := devstack.StartKafka("", 0, 0, jobsTopic, dlqTopic)
+	k, err := devstack.StartKafka(ctx, devstack.KafkaOptions{Kind: devstack.KafkaEmbedded, Topics: []string{jobsTopic, dlqTopic}})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,5 +1,5 @@
 // Package devstack starts the real servers kafkasync needs, on loopback, for `kafkasync dev` and for
-// the tests: a Kafka-protocol broker (franz-go kfake, in process), the Temporal dev server, an SFTP
+// the tests: Apache Kafka (one KRaft node) or an in-process Kafka-protocol broker, the Temporal dev server, an SFTP
 // server (pkg/sftp, in process), an S3-API server (versitygw) and PostgreSQL (initdb + postgres).
 // Every server it starts, it stops: child processes get their own process group and are killed
 // with the parent.
@@ -138,6 +138,20 @@ func tcpReady(addr string) func(context.Context) error {
 // FindBin locates a helper binary: in binDir if given, else next to the running executable, else in
 // ./bin of the current directory or any parent (the repository's bin/ from inside a test), else PATH.
 func FindBin(binDir, name string) (string, error) {
+	dirs := binDirs(binDir)
+	for _, d := range dirs {
+		if p := filepath.Join(d, name); isExecutable(p) {
+			return p, nil
+		}
+	}
+	if p, err := exec.LookPath(name); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("%s not found in %s or PATH: run `make tools`", name, strings.Join(dirs[:min(len(dirs), 3)], ", "))
+}
+
+// binDirs are the folders FindBin searches, in order.
+func binDirs(binDir string) []string {
 	var dirs []string
 	if binDir != "" {
 		dirs = append(dirs, binDir)
@@ -153,16 +167,12 @@ func FindBin(binDir, name string) (string, error) {
 			}
 		}
 	}
-	for _, d := range dirs {
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	return "", fmt.Errorf("%s not found in %s or PATH: run `make tools`", name, strings.Join(dirs[:min(len(dirs), 3)], ", "))
+	return dirs
+}
+
+func isExecutable(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
 // errExited marks a server that ended before it was ready.

@@ -1,6 +1,7 @@
 package devstack
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"io"
@@ -20,13 +21,17 @@ import (
 type Options struct {
 	// Dir keeps every server's data; a restart with the same Dir keeps the jobs.
 	Dir string
-	// BinDir holds the temporal and versitygw binaries ("" searches, see FindBin).
+	// BinDir holds the temporal and versitygw binaries and the kafka/ broker ("" searches, see FindBin).
 	BinDir string
 	Ports  config.Dev
 	// Headless starts Temporal without its Web UI (tests).
 	Headless bool
 	// Ephemeral keeps Temporal's state in memory (tests).
 	Ephemeral bool
+	// Kafka is the broker to run: KafkaApache ("") or KafkaEmbedded.
+	Kafka string
+	// KafkaConfig overrides broker settings (server.properties names).
+	KafkaConfig map[string]string
 	// SFTPReadRate caps the SFTP server's bytes per second (0: unlimited).
 	SFTPReadRate int
 	Topics       []string
@@ -101,14 +106,17 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 			st.Stop()
 		}
 	}()
-	if st.Kafka, err = StartKafka(filepath.Join(dir, "kafka"), o.Ports.KafkaPort, o.Partitions, o.Topics...); err != nil {
-		return st, err
-	}
 	if st.SFTP, err = StartSFTP(SFTPOptions{Dir: filepath.Join(dir, "sftp"), Root: filepath.Join(dir, "sftp-root"),
 		Port: o.Ports.SFTPPort, ReadRate: o.SFTPReadRate, Logger: o.Logger}); err != nil {
 		return st, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() (err error) {
+		kind := cmp.Or(o.Kafka, KafkaApache)
+		st.Kafka, err = StartKafka(gctx, KafkaOptions{Kind: kind, BinDir: o.BinDir, Dir: filepath.Join(dir, "kafka-"+kind),
+			Port: o.Ports.KafkaPort, Partitions: o.Partitions, Topics: o.Topics, BrokerConfig: o.KafkaConfig, Log: o.Log})
+		return err
+	})
 	g.Go(func() (err error) {
 		st.Temporal, err = StartTemporal(gctx, TemporalOptions{Bin: temporalBin, DBFile: st.temporalDB, Port: st.temporalPort,
 			UIPort: o.Ports.TemporalUI, Headless: o.Headless, Log: o.Log})

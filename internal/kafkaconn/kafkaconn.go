@@ -11,8 +11,10 @@ import (
 	"github.com/kafkasync/kafkasync/internal/config"
 )
 
-// Apply sets sc's TLS and SASL from c.
+// Apply sets sc's TLS and SASL from c. No client asks the brokers to create a topic: a mistyped
+// topic name is an error, not a new topic.
 func Apply(sc *sarama.Config, c config.Kafka) error {
+	sc.Metadata.AllowAutoTopicCreation = false
 	if c.TLS.Enable {
 		tc, err := c.TLS.ClientConfig()
 		if err != nil {

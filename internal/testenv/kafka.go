@@ -1,9 +1,15 @@
 package testenv
 
 import (
+	"context"
+	"os"
+	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/IBM/sarama"
+
+	"github.com/kafkasync/kafkasync/internal/devstack"
 )
 
 // ReadTopic returns every message on topic, from the oldest to the current end of each partition.
@@ -46,4 +52,53 @@ func ReadTopic(t testing.TB, brokers []string, topic string) []*sarama.ConsumerM
 		pc.Close()
 	}
 	return out
+}
+
+// StartKafka starts a broker for one test (o.Kind; data in a temporary folder), stopped in
+// t.Cleanup; a failed test prints the tail of the broker's log.
+func StartKafka(t testing.TB, o devstack.KafkaOptions) *devstack.Kafka {
+	t.Helper()
+	if o.Dir == "" {
+		o.Dir = t.TempDir()
+	}
+	logf, err := os.Create(filepath.Join(o.Dir, "broker.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	o.Log = logf
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	start := time.Now()
+	k, err := devstack.StartKafka(ctx, o)
+	if err != nil {
+		b, _ := os.ReadFile(logf.Name())
+		t.Fatalf("start the %s Kafka broker: %v\n%s", o.Kind, err, tail(b, 4000))
+	}
+	t.Logf("%s Kafka broker %s ready in %v on %v", k.Kind, k.Version, time.Since(start).Round(time.Millisecond), k.Brokers)
+	t.Cleanup(func() {
+		k.Stop()
+		if t.Failed() {
+			b, _ := os.ReadFile(logf.Name())
+			t.Logf("broker log tail:\n%s", tail(b, 4000))
+		}
+		logf.Close()
+	})
+	return k
+}
+
+// Topics lists the topics the brokers have.
+func Topics(t testing.TB, brokers []string) []string {
+	t.Helper()
+	sc := sarama.NewConfig()
+	sc.Metadata.AllowAutoTopicCreation = false
+	cl, err := sarama.NewClient(brokers, sc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	ts, err := cl.Topics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ts
 }
