@@ -167,7 +167,7 @@ func TestOversizedDeadLetterTruncated(t *testing.T) {
 	const limit = 80_000
 	tc := startTemporal(t, true)
 	for _, tt := range []struct {
-		name          string
+		name             string
 		broker, dlqTopic map[string]string
 		producerLimit    int
 	}{
