@@ -17,6 +17,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 	"github.com/kafkasync/kafkasync/internal/sftpserver"
 	"github.com/kafkasync/kafkasync/internal/testenv"
@@ -31,7 +32,7 @@ type bundle struct {
 
 func setup(t *testing.T) *bundle {
 	t.Helper()
-	env := testenv.Start(t, testenv.Options{})
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
 	tr, closeT, err := workers.NewTransfer(context.Background(), env.Cfg, env.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -297,7 +298,7 @@ func TestActivitiesAgainstRealServers(t *testing.T) {
 }
 
 func TestUnknownHostKeyIsRefused(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{})
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
 	other, _, err := sftpserver.NewHostKey()
 	if err != nil {
 		t.Fatal(err)
@@ -333,7 +334,7 @@ func TestUnknownHostKeyIsRefused(t *testing.T) {
 // downloads at once against a server limited to 3 connections and 2 jobs: the server never sees
 // more than 3 SFTP sessions, and every download completes.
 func TestHostLimitsHoldAcrossWorkers(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{SFTPReadRate: 24 << 20})
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded, SFTPReadRate: 24 << 20})
 	srv := env.Stack.SFTP.Server
 	var trs []*activities.Transfer
 	for w := range 2 {

@@ -24,6 +24,7 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/faultproxy"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/workers"
@@ -228,7 +229,7 @@ func TestFileTooLargeIsRefused(t *testing.T) {
 // A remote file rewritten during a download fails the attempt (retryable); the retry sees the new
 // modification time, starts over and gets the new bytes.
 func TestRemoteChangedDuringDownload(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{SFTPReadRate: 4 << 20})
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded, SFTPReadRate: 4 << 20})
 	tr, closeT, err := workers.NewTransfer(context.Background(), env.Cfg, env.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -275,7 +276,7 @@ func TestRemoteChangedDuringDownload(t *testing.T) {
 // A body damaged on the way to S3 is refused by the server (each request carries the CRC32 the SDK
 // computed from the part): the object never holds the damaged bytes.
 func TestUploadBodyDamagedOnTheWireIsRefused(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{})
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
 	proxy, err := faultproxy.New(strings.TrimPrefix(env.Cfg.S3.Endpoint, "http://"))
 	if err != nil {
 		t.Fatal(err)

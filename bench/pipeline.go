@@ -51,7 +51,7 @@ func startStack(ctx context.Context, o options, sshd *SSHD, dir string) (*stack,
 	cfg := config.Default()
 	cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic, cfg.S3.Bucket = "bench.jobs", "bench.jobs.dlq", "bench"
 	st, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: true,
-		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Bucket: cfg.S3.Bucket,
+		Kafka: devstack.KafkaApache, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Bucket: cfg.S3.Bucket,
 		S3AccessKey: "bench-access", S3SecretKey: "bench-secret-key", Log: logf})
 	if err != nil {
 		return nil, err
@@ -176,7 +176,7 @@ func pipelineScenarios(ctx context.Context, o options, sshd *SSHD, dir string, r
 		return err
 	}
 	defer s.stop()
-	r.header = append(r.header, fmt.Sprintf("Pipeline scenarios: the embedded stack of `kafkasync dev` (kfake, Temporal dev server, versitygw, PostgreSQL), "+
+	r.header = append(r.header, fmt.Sprintf("Pipeline scenarios: the stack of `kafkasync dev` (Apache Kafka, Temporal dev server, versitygw, PostgreSQL), "+
 		"SFTP from the same sshd; kafkasync with %d connections, %d MiB ranges", o.k.Connections, o.k.RangeSize>>20))
 	if o.scenarios[3] {
 		if err := scenarioEndToEnd(ctx, o, s, sshd, r, w); err != nil {

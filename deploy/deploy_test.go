@@ -274,3 +274,35 @@ func TestComposeFileIsConsistent(t *testing.T) {
 		t.Error("the worker has no stop grace period for in-flight steps")
 	}
 }
+
+// The Kafka broker the tests run (the Makefile's KAFKA_VERSION, fetched through deploy/kafka/pom.xml)
+// is the one docker-compose.yml deploys.
+func TestOneKafkaVersionEverywhere(t *testing.T) {
+	read := func(f string) string {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return string(b)
+	}
+	m := regexp.MustCompile(`(?m)^KAFKA_VERSION := (\S+)$`).FindStringSubmatch(read("../Makefile"))
+	if m == nil {
+		t.Fatal("no KAFKA_VERSION in the Makefile")
+	}
+	want := m[1]
+	found := map[string][]string{
+		"deploy/kafka/pom.xml": regexp.MustCompile(`<kafka\.version>([^<]+)</kafka\.version>`).FindStringSubmatch(read("kafka/pom.xml")),
+	}
+	images := regexp.MustCompile(`image: apache/kafka:(\S+)`).FindAllStringSubmatch(read("../docker-compose.yml"), -1)
+	if len(images) == 0 {
+		t.Fatal("docker-compose.yml runs no apache/kafka image")
+	}
+	for i, im := range images {
+		found[fmt.Sprintf("docker-compose.yml image %d", i+1)] = im
+	}
+	for where, m := range found {
+		if m == nil || m[1] != want {
+			t.Errorf("%s pins Kafka %v, the Makefile %s", where, m, want)
+		}
+	}
+}

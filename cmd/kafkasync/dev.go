@@ -28,11 +28,12 @@ import (
 
 func (a *app) devCmd() *cobra.Command {
 	var demo bool
+	var kafka string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole pipeline on this machine: every server on loopback, plus worker, bridge and dashboard",
 		Long: `dev starts real servers on loopback, each on the port in the [dev] config section:
-  Kafka-protocol broker (franz-go kfake, in process)  :9092
+  Apache Kafka, one KRaft node (Java, from bin/kafka)  :9092
   Temporal dev server, Web UI                          :7233, :8233
   SFTP server (pkg/sftp, in process)                   :2222
   S3-API server (versitygw)                            :9000
@@ -42,11 +43,22 @@ then runs a worker, the bridge and the dashboard against them. Data lives in dev
 (.kafkasync/), so a restart keeps the jobs. When everything is up it writes .kafkasync/dev.env
 with one NAME=value line per endpoint. Ctrl-C stops everything it started.
 
+With --kafka=embedded an in-process Kafka-protocol broker (franz-go's kfake) stands in for Apache
+Kafka: it starts at once and needs no Java. Each broker keeps its own data folder.
+
 With --demo it also drops sample files on the SFTP server and submits a job for each.`,
+		Example: `  kafkasync dev --demo
+  kafkasync dev --kafka=embedded`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runDev(cmd.Context(), cmd.OutOrStdout(), demo) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if cmd.Flags().Changed("kafka") {
+				a.cfg.Dev.Kafka = kafka
+			}
+			return a.runDev(cmd.Context(), cmd.OutOrStdout(), demo)
+		},
 	}
 	cmd.Flags().BoolVar(&demo, "demo", false, "drop sample files on the SFTP server and submit jobs for them")
+	cmd.Flags().StringVar(&kafka, "kafka", devstack.KafkaApache, "broker to run: apache or embedded (dev.kafka in the config)")
 	return cmd
 }
 
@@ -60,7 +72,7 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 	defer logFile.Close()
 	fmt.Fprintf(out, "starting servers (their logs: %s) ...\n", logFile.Name())
 	st, err := devstack.Start(ctx, devstack.Options{
-		Dir: dir, BinDir: cfg.Dev.BinDir, Ports: cfg.Dev, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic},
+		Dir: dir, BinDir: cfg.Dev.BinDir, Ports: cfg.Dev, Kafka: cfg.Dev.Kafka, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic},
 		Bucket: cfg.S3.Bucket, S3AccessKey: cfg.S3.AccessKey, S3SecretKey: cfg.S3.SecretKey.Reveal(),
 		Log: logFile, Logger: a.log,
 	})
@@ -97,6 +109,7 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 
 	fmt.Fprintf(out, `
 kafkasync dev is up. Where to look:
+  Kafka             %s
   dashboard         %s  (API key for replay/discard: DASHBOARD_API_KEY in the endpoints file)
   metrics           %s/metrics
   Temporal Web UI   %s
@@ -106,7 +119,7 @@ kafkasync dev is up. Where to look:
   submit a job      put a file under %s, then: kafkasync submit --remote-path /<file> --md5-from <file>
   endpoints         %s
 Ctrl-C stops everything.
-`, cfg.UI.PublicURL, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
+`, kafkaBanner(st.Kafka), cfg.UI.PublicURL, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
 		st.Postgres.DSN, portOf(st.SFTP.Addr), st.SFTP.KeyFile, st.SFTP.KnownHosts, st.SFTP.User, st.SFTP.Root,
 		st.SFTP.Root, envFile)
 
@@ -200,4 +213,12 @@ func waitWorkflow(ctx context.Context, c client.Client, id string) (workflows.Re
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// kafkaBanner says which broker runs, where, and where its data lives.
+func kafkaBanner(k *devstack.Kafka) string {
+	if k.Kind == devstack.KafkaApache {
+		return fmt.Sprintf("Apache Kafka %s (one KRaft node) at %s, data in %s", k.Version, strings.Join(k.Brokers, ","), k.DataDir)
+	}
+	return fmt.Sprintf("embedded broker (franz-go kfake, in process) at %s, data in %s", strings.Join(k.Brokers, ","), k.DataDir)
 }

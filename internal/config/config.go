@@ -216,8 +216,11 @@ type Log struct {
 
 // Dev configures the embedded stack of `kafkasync dev`: the data directory and one port per server.
 type Dev struct {
-	Dir          string `toml:"dir" env:"DIR"`
-	BinDir       string `toml:"bin_dir" env:"BIN_DIR"`
+	Dir    string `toml:"dir" env:"DIR"`
+	BinDir string `toml:"bin_dir" env:"BIN_DIR"`
+	// Kafka is the broker `kafkasync dev` runs: "apache" (Apache Kafka from bin/kafka, one KRaft
+	// node) or "embedded" (an in-process Kafka-protocol broker: starts at once, needs no Java).
+	Kafka        string `toml:"kafka" env:"KAFKA"`
 	KafkaPort    int    `toml:"kafka_port" env:"KAFKA_PORT"`
 	TemporalPort int    `toml:"temporal_port" env:"TEMPORAL_PORT"`
 	TemporalUI   int    `toml:"temporal_ui_port" env:"TEMPORAL_UI_PORT"`
@@ -286,6 +289,7 @@ func Default() Config {
 		Dev: Dev{
 			Dir:          ".kafkasync",
 			BinDir:       "bin",
+			Kafka:        "apache",
 			KafkaPort:    9092,
 			TemporalPort: 7233,
 			TemporalUI:   8233,

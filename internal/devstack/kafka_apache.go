@@ -87,6 +87,10 @@ func startApacheKafka(ctx context.Context, o KafkaOptions) (*Kafka, error) {
 		k.Stop()
 		return nil, err
 	}
+	if err := waitFor(ctx, p, 60*time.Second, groupsServed(k.Brokers)); err != nil {
+		k.Stop()
+		return nil, err
+	}
 	return k, nil
 }
 
@@ -244,6 +248,20 @@ func kafkaAnswers(brokers []string) func(context.Context) error {
 			return errors.New("no broker in the metadata yet")
 		}
 		return nil
+	}
+}
+
+// groupsServed succeeds once the group coordinator answers: it creates the offsets topic on a
+// fresh broker, and after a restart it refuses requests until it has loaded the committed offsets.
+func groupsServed(brokers []string) func(context.Context) error {
+	return func(context.Context) error {
+		admin, err := sarama.NewClusterAdmin(brokers, sarama.NewConfig())
+		if err != nil {
+			return err
+		}
+		defer admin.Close()
+		_, err = admin.ListConsumerGroupOffsets("kafkasync-devstack-ready", nil)
+		return err
 	}
 }
 

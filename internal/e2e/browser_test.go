@@ -17,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/internal/testenv"
@@ -62,7 +63,7 @@ func chromium(t *testing.T) context.Context {
 }
 
 func TestDashboardInBrowser(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{SFTPReadRate: 6 << 20})
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded, SFTPReadRate: 6 << 20})
 	cfg := env.Cfg
 	p := startPipeline(t, env, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)

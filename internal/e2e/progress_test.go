@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/ui"
 )
@@ -17,7 +18,7 @@ import (
 // with the shipped transfer.heartbeat_timeout: the SDK's default throttle (0.8 × 30 s) would hold
 // each heartbeat back for 24 s.
 func TestProgressMovesEveryTwoSecondsWithTheShippedConfig(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{SFTPReadRate: 3 << 20})
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded, SFTPReadRate: 3 << 20})
 	shipped := config.Default().Transfer
 	env.Cfg.Transfer.HeartbeatTimeout, env.Cfg.Transfer.StallTimeout = shipped.HeartbeatTimeout, shipped.StallTimeout
 	if env.Cfg.Transfer.HeartbeatTimeout.D() != 30*time.Second {

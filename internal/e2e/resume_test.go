@@ -10,6 +10,7 @@ import (
 	"go.temporal.io/sdk/converter"
 
 	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/internal/testproc"
@@ -26,7 +27,7 @@ func TestMain(m *testing.M) { testproc.Main(m) }
 // a new worker process on the same host must finish the job fetching less than half the file.
 func TestWorkerKilledMidDownloadResumes(t *testing.T) {
 	const size = 64 << 20
-	env := testenv.Start(t, testenv.Options{SFTPReadRate: 12 << 20}) // ~5 s for the whole file
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded, SFTPReadRate: 12 << 20}) // ~5 s for the whole file
 	cfg := env.Cfg
 	sum := env.WriteFile(t, "big/resume.bin", size, 42)
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

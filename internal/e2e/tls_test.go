@@ -105,7 +105,7 @@ func tlsProxy(t *testing.T, cfg *tls.Config, backend string) string {
 // signed by a private CA, and PostgreSQL with TLS verified against that CA; each refuses a client
 // that lacks what it asks for.
 func TestEverythingOverTLS(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{})
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
 	pki := testpki.New(t, "kafkasync private CA")
 	other := testpki.New(t, "someone else's CA")
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)

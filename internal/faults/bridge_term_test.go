@@ -9,6 +9,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/internal/testproc"
 )
@@ -33,7 +34,7 @@ func (s *suite) groupMembers(admin sarama.ClusterAdmin) (members, assigned int) 
 // group at once (not after the session timeout) and exits 0; the other bridge takes its partitions
 // without reading a handled message again.
 func TestBridgeSIGTERMLeavesGroup(t *testing.T) {
-	s := start(t, testenv.Options{Partitions: 6}, nil)
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache, Partitions: 6}, nil)
 	s.worker(s.cfg)
 	// The first bridge commits only when it stops: its exit alone must save what it handled.
 	slow := s.cfg

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/sftpserver"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 )
@@ -67,7 +68,7 @@ func hostile() []struct{ name, value, reason string } {
 // TestHostileMessagesAmongGoodJobs (scenario 10): every hostile message is dead-lettered with its
 // own reason while the good jobs between them all succeed.
 func TestHostileMessagesAmongGoodJobs(t *testing.T) {
-	s := start(t, testenv.Options{}, nil)
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache}, nil)
 	s.worker(s.cfg)
 	s.bridge(s.cfg)
 	corpus := hostile()
@@ -87,7 +88,7 @@ func TestHostileMessagesAmongGoodJobs(t *testing.T) {
 // TestFileChangedAfterAnnouncement (scenario 5): the file on the server no longer matches the MD5
 // the job announced: downloaded again, then dead-lettered with stage verify; staging is clean.
 func TestFileChangedAfterAnnouncement(t *testing.T) {
-	s := start(t, testenv.Options{}, nil)
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache}, nil)
 	s.worker(s.cfg)
 	s.bridge(s.cfg)
 	s.job("stable", "in/stable.bin", 3<<20, 1)
@@ -112,7 +113,7 @@ func TestUnknownOrChangedHostKey(t *testing.T) {
 		{"unknown", "sftp.elsewhere.example", "unknown host"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			s := start(t, testenv.Options{}, nil)
+			s := start(t, testenv.Options{Kafka: devstack.KafkaApache}, nil)
 			other, _, err := sftpserver.NewHostKey()
 			if err != nil {
 				t.Fatal(err)
@@ -151,7 +152,7 @@ func TestUnknownOrChangedHostKey(t *testing.T) {
 // TestSameJobThreeTimesAcrossRebalance (scenario 11): one job published three times, once while a
 // second bridge joins the group: one workflow, one object, one audit row.
 func TestSameJobThreeTimesAcrossRebalance(t *testing.T) {
-	s := start(t, testenv.Options{}, func(c *config.Config) { c.Transfer.MinAge = 0 })
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache}, func(c *config.Config) { c.Transfer.MinAge = 0 })
 	s.worker(s.cfg)
 	s.bridge(s.cfg)
 	sum := s.env.WriteFile(t, "in/thrice.bin", 2<<20, 5)

@@ -34,7 +34,7 @@ func (s *suite) succeeded() int {
 // batchThroughOutage publishes n jobs, takes server down for 30 s once a few have succeeded, and
 // balances the ledger after it is back.
 func batchThroughOutage(t *testing.T, server string) {
-	s := start(t, testenv.Options{SFTPReadRate: 8 << 20, PersistTemporal: server == devstack.ServerTemporal}, patient)
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache, SFTPReadRate: 8 << 20, PersistTemporal: server == devstack.ServerTemporal}, patient)
 	s.worker(s.cfg)
 	s.bridge(s.cfg)
 	const n = 12
@@ -90,7 +90,7 @@ func TestStagingDiskFull(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("mounting a small tmpfs for staging needs root")
 	}
-	s := start(t, testenv.Options{}, func(c *config.Config) { c.Transfer.MaxAttempts = 2 })
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache}, func(c *config.Config) { c.Transfer.MaxAttempts = 2 })
 	mnt := filepath.Join(s.env.Dir, "small")
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		t.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/faultproxy"
 	"github.com/kafkasync/kafkasync/internal/sftpserver"
 	"github.com/kafkasync/kafkasync/internal/testenv"
@@ -71,7 +72,7 @@ func (s *suite) result(id string) workflows.Result {
 // worker resumes from the ranges the heartbeat recorded.
 func TestWorkerKilledMidDownloadOf1GiB(t *testing.T) {
 	const size = 1 << 30
-	s := start(t, testenv.Options{SFTPReadRate: 96 << 20}, func(c *config.Config) { c.Transfer.RangeSize = 8 << 20 })
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache, SFTPReadRate: 96 << 20}, func(c *config.Config) { c.Transfer.RangeSize = 8 << 20 })
 	w := s.worker(s.cfg)
 	s.bridge(s.cfg)
 	s.job("big", "in/big.bin", size, 77)
@@ -95,7 +96,7 @@ func TestWorkerKilledMidDownloadOf1GiB(t *testing.T) {
 // TestWorkerKilledMidUpload (scenario 2): SIGKILL while the multipart upload runs; the object appears
 // once and the dead attempt's multipart upload is aborted.
 func TestWorkerKilledMidUpload(t *testing.T) {
-	s := start(t, testenv.Options{}, nil)
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache}, nil)
 	px, err := faultproxy.New(strings.TrimPrefix(s.cfg.S3.Endpoint, "http://"))
 	if err != nil {
 		t.Fatal(err)
@@ -132,7 +133,7 @@ func TestWorkerKilledMidUpload(t *testing.T) {
 // TestBridgeKilledBeforeCommit (scenario 3): the bridge starts workflows and is killed before it
 // commits the offsets; the next bridge reads the same messages again and starts nothing new.
 func TestBridgeKilledBeforeCommit(t *testing.T) {
-	s := start(t, testenv.Options{}, nil)
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache}, nil)
 	s.worker(s.cfg)
 	slow := s.cfg
 	slow.Kafka.CommitInterval = config.Duration(time.Hour)
@@ -159,7 +160,7 @@ func TestBridgeKilledBeforeCommit(t *testing.T) {
 // with their sockets open; the ranges are fetched again and the stall ends the attempt by deadline.
 func TestSFTPResetAndStall(t *testing.T) {
 	const size = 32 << 20
-	s := start(t, testenv.Options{SFTPReadRate: 6 << 20}, func(c *config.Config) {
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache, SFTPReadRate: 6 << 20}, func(c *config.Config) {
 		c.Transfer.RangeSize = 1 << 20
 		c.Transfer.MaxAttempts = 6
 	})
@@ -244,7 +245,7 @@ func countLines(t *testing.T, file, substr string) int {
 func TestWorkerSIGTERMIsGraceful(t *testing.T) {
 	// 30 MiB left at 4 MB/s: more than the worker's 5 s stop timeout, so the download is cut short.
 	const size = 40 << 20
-	s := start(t, testenv.Options{SFTPReadRate: 4 << 20}, func(c *config.Config) { c.Transfer.RangeSize = 1 << 20 })
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache, SFTPReadRate: 4 << 20}, func(c *config.Config) { c.Transfer.RangeSize = 1 << 20 })
 	w := s.worker(s.cfg)
 	s.bridge(s.cfg)
 	s.job("term", "in/term.bin", size, 41)

@@ -10,6 +10,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/internal/testproc"
@@ -25,7 +26,7 @@ func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 		maxConns = 6
 		maxJobs  = 4
 	)
-	s := start(t, testenv.Options{Partitions: 6}, func(c *config.Config) {
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache, Partitions: 6}, func(c *config.Config) {
 		c.Transfer.MinAge = 0
 		c.Transfer.Connections = 2
 		c.SFTP.MaxConnections, c.SFTP.MaxJobs = maxConns, maxJobs

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/ui"
@@ -21,7 +22,7 @@ import (
 // the key are refused, and no log line written during the whole suite holds a secret.
 func TestDashboardRefusesAndSecretsNeverLogged(t *testing.T) {
 	const apiKey = "dashboard-key-5f1c9e77b2a04d3e"
-	s := start(t, testenv.Options{}, nil)
+	s := start(t, testenv.Options{Kafka: devstack.KafkaApache}, nil)
 	s.worker(s.cfg)
 	s.bridge(s.cfg)
 	s.expectDead("missing", "stat", "RemoteNotFound")

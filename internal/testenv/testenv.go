@@ -29,11 +29,16 @@ type Options struct {
 	PersistTemporal bool
 	// Partitions is the number of partitions of the jobs topic and the dead-letter topic (0: 3).
 	Partitions int
+	// Kafka names the broker: devstack.KafkaApache or devstack.KafkaEmbedded. Every test says which.
+	Kafka string
 }
 
 // Start starts every server, or fails the test. The config uses short timeouts suited to tests.
 func Start(t testing.TB, o Options) *Env {
 	t.Helper()
+	if o.Kafka == "" {
+		t.Fatal("testenv.Options.Kafka: say which broker the test runs against")
+	}
 	dir, err := os.MkdirTemp("", "kafkasync-test-")
 	if err != nil {
 		t.Fatal(err)
@@ -56,7 +61,7 @@ func Start(t testing.TB, o Options) *Env {
 	cfg.S3.Bucket = "kafkasync-test"
 	st, err := devstack.Start(ctx, devstack.Options{
 		Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: !o.PersistTemporal, SFTPReadRate: o.SFTPReadRate,
-		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Partitions: o.Partitions, Bucket: cfg.S3.Bucket,
+		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Partitions: o.Partitions, Kafka: o.Kafka, Bucket: cfg.S3.Bucket,
 		S3AccessKey: "test-access", S3SecretKey: "test-secret-key", Log: logf,
 	})
 	if err != nil {
