@@ -236,7 +236,8 @@ func (d *download) fetchRange(ctx context.Context, rf *sftp.File, i int, start i
 		switch {
 		case rerr == nil:
 		case errors.Is(rerr, io.EOF) && off < end:
-			return final(ErrTypeRemoteChanged, fmt.Sprintf("%s: ends at %d, expected %d bytes", d.in.RemotePath, off, d.in.Size))
+			// Shorter than it was at the start: rewritten meanwhile. The retry's checks see it as it is now.
+			return retryable(ErrTypeRemoteChanged, fmt.Sprintf("%s changed during the download: ends at %d, expected %d bytes", d.in.RemotePath, off, d.in.Size))
 		case errors.Is(rerr, io.EOF):
 		case ctx.Err() != nil:
 			return ctx.Err()

@@ -31,7 +31,7 @@ const (
 	ErrTypeAuth             = "AuthRefused"      // final
 	ErrTypeNotRegular       = "NotARegularFile"  // final
 	ErrTypeSizeMismatch     = "SizeMismatch"     // final
-	ErrTypeRemoteChanged    = "RemoteChanged"    // final: the file changed while being fetched
+	ErrTypeRemoteChanged    = "RemoteChanged"    // retried when it changed during the attempt, final when its size differs at the start
 	ErrTypeTooYoung         = "FileTooYoung"     // retried after the remaining age
 	ErrTypeChecksumMismatch = "ChecksumMismatch" // final for the attempt; the workflow re-downloads
 	ErrTypeStagingMissing   = "StagingMissing"   // final for the attempt; the workflow re-downloads

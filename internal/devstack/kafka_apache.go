@@ -26,9 +26,21 @@ type apacheListeners struct {
 	plain, controller, tls, mtls, sasl int
 }
 
-// startApacheKafka runs one KRaft node (broker and controller in one JVM) from the jars in o.Home:
-// the storage is formatted on first start, server.properties is written anew on every start.
+// startApacheKafka runs one KRaft node (broker and controller in one JVM) from the jars in bin/kafka:
+// the storage is formatted on first start, server.properties is written anew on every start. A
+// port free a moment ago can be taken before the JVM binds it: a broker that exits while starting
+// is started again on fresh ports (a port the caller chose is kept).
 func startApacheKafka(ctx context.Context, o KafkaOptions) (*Kafka, error) {
+	for attempt := 1; ; attempt++ {
+		k, err := startApacheKafkaOnce(ctx, o)
+		if err == nil || !errors.Is(err, errExited) || attempt == 3 || ctx.Err() != nil {
+			return k, err
+		}
+		fmt.Fprintf(o.Log, "devstack: kafka exited while starting (%v); starting it again on fresh ports\n", err)
+	}
+}
+
+func startApacheKafkaOnce(ctx context.Context, o KafkaOptions) (*Kafka, error) {
 	home, err := FindKafkaHome(o.BinDir)
 	if err != nil {
 		return nil, err

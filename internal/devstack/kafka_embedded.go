@@ -12,12 +12,11 @@ func startEmbeddedKafka(o KafkaOptions) (*Kafka, error) {
 	if o.TLS != nil || len(o.Users) > 0 {
 		return nil, fmt.Errorf("kafka broker %s: TLS and SASL listeners need the %s broker", KafkaEmbedded, KafkaApache)
 	}
-	port, err := portOrFree(o.Port)
-	if err != nil {
-		return nil, err
-	}
-	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.Ports(port), kfake.SeedTopics(int32(o.Partitions), o.Topics...),
+	opts := []kfake.Opt{kfake.NumBrokers(1), kfake.SeedTopics(int32(o.Partitions), o.Topics...),
 		kfake.DefaultNumPartitions(o.Partitions), kfake.AllowAutoTopicCreation()}
+	if o.Port > 0 { // else it binds a free port itself, which nothing can take first
+		opts = append(opts, kfake.Ports(o.Port))
+	}
 	if len(o.BrokerConfig) > 0 {
 		opts = append(opts, kfake.BrokerConfigs(o.BrokerConfig))
 	}
