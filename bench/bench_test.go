@@ -32,6 +32,12 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("no section %q in\n%s", want, md)
 		}
 	}
+	if len(r.machine) != 1 || !strings.HasPrefix(r.machine[0], "scenario4 jobs_per_s=") || !strings.Contains(r.machine[0], " p99_s=") {
+		t.Errorf("machine-readable lines %q", r.machine)
+	}
+	if !strings.Contains(md, "CPU seconds per kafkasync job, by process") || !strings.Contains(md, "temporal ") || !strings.Contains(md, "kafka ") {
+		t.Errorf("no CPU per job for each process in\n%s", md)
+	}
 	for _, c := range []string{"| kafkasync |", "| sftp |", "| lftp |", "| rclone |", "| lftp + aws s3 cp |"} {
 		if !strings.Contains(md, c) {
 			t.Errorf("no row %q", c)

@@ -111,6 +111,9 @@ Needs OpenSSH's sshd, lftp, rclone and the aws CLI (make bench-deps), and bin/ (
 		}
 		fmt.Println("wrote", o.out)
 	}
+	for _, l := range rep.machine {
+		fmt.Println(l)
+	}
 }
 
 func fatal(err error) {
@@ -123,6 +126,7 @@ type report struct {
 	started  time.Time
 	header   []string
 	sections []section
+	machine  []string // one line per scenario that has one, printed last for scripts
 }
 
 type section struct {
@@ -171,6 +175,9 @@ func (r *report) markdown() string {
 		for _, n := range s.notes {
 			b.WriteString(n + "\n")
 		}
+	}
+	if len(r.machine) > 0 {
+		b.WriteString("\n## Machine-readable\n\n```\n" + strings.Join(r.machine, "\n") + "\n```\n")
 	}
 	return b.String()
 }

@@ -282,6 +282,10 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 		return err
 	}
 	defer stop()
+	meter := cpuMeter(s.st.Pids())
+	meter["sshd"] = sshd.Pid()
+	meter["bench (worker, bridge, broker if embedded, publisher)"] = os.Getpid()
+	cpuBefore := meter.sample()
 	ids := make([]string, n)
 	sent := map[string]time.Time{}
 	t0 := time.Now()
@@ -296,6 +300,7 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 	if err != nil {
 		return err
 	}
+	cpu := meter.perJob(cpuBefore, meter.sample(), n)
 	var last time.Time
 	var lat []time.Duration
 	for id, at := range done {
@@ -331,7 +336,12 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 			"durable workflow of one workflow task: the stat, the host claim, Small (download, verify, rename and upload of a file up to " +
 			"transfer.small_file) and seven audit rows as local activities; rclone keeps no state. " +
 			"Targets: at least 100 jobs/s and half of rclone's rate."}}, w)
-	fmt.Fprintf(w, "  kafkasync %d jobs in %s; rclone %s\n", n, total.Round(time.Millisecond), rc.Round(time.Millisecond))
+	r.sections[len(r.sections)-1].notes = append(r.sections[len(r.sections)-1].notes,
+		"CPU seconds per kafkasync job, by process (from /proc, the process and its children): "+cpu+".")
+	fmt.Fprintf(w, "  kafkasync %d jobs in %s; rclone %s\n  CPU s/job: %s\n", n, total.Round(time.Millisecond), rc.Round(time.Millisecond), cpu)
+	line := fmt.Sprintf("scenario4 jobs_per_s=%.1f rclone_per_s=%.1f ratio_rclone=%.3f p50_s=%.3f p99_s=%.3f", kr, rr, kr/rr, p50.Seconds(), p99.Seconds())
+	r.machine = append(r.machine, line)
+	fmt.Fprintln(w, line)
 	if phases, err := s.phases(ctx, ids, sent); err == nil {
 		r.sections[len(r.sections)-1].notes = append(r.sections[len(r.sections)-1].notes, phases)
 		fmt.Fprintf(w, "  %s\n", phases)

@@ -29,6 +29,7 @@ type Kafka struct {
 	DataDir                              string
 
 	stop func()
+	proc *proc // the Apache broker's JVM; nil for the embedded broker
 }
 
 // KafkaTLS is the broker's TLS identity: PEM files of its certificate, its key and the CA that signs

@@ -83,7 +83,7 @@ func startApacheKafkaOnce(ctx context.Context, o KafkaOptions) (*Kafka, error) {
 		return nil, err
 	}
 	k := &Kafka{Kind: KafkaApache, Version: kafkaVersion(home), DataDir: o.Dir,
-		Brokers: []string{loopback(ports.plain)}, stop: func() { p.stop(syscall.SIGTERM, 30*time.Second) }}
+		Brokers: []string{loopback(ports.plain)}, proc: p, stop: func() { p.stop(syscall.SIGTERM, 30*time.Second) }}
 	if o.TLS != nil {
 		k.TLSBrokers, k.MTLSBrokers, k.SASLBrokers = []string{loopback(ports.tls)}, []string{loopback(ports.mtls)}, []string{loopback(ports.sasl)}
 	}

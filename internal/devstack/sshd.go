@@ -24,6 +24,9 @@ type SSHD struct {
 	cmd      *exec.Cmd
 }
 
+// Pid is sshd's process id.
+func (d *SSHD) Pid() int { return d.cmd.Process.Pid }
+
 // StartSSHD runs sshd -D with its configuration and keys in dir: a host key of each of keyTypes,
 // offered in that order (Debian's is rsa, ecdsa, ed25519), and a client key. Keys already in dir
 // are kept.

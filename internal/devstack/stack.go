@@ -238,3 +238,15 @@ func (s *Stack) Env(cfg config.Config) []string {
 func (s *Stack) WriteEnv(file string, cfg config.Config) error {
 	return os.WriteFile(file, []byte(strings.Join(s.Env(cfg), "\n")+"\n"), 0o600)
 }
+
+// Pids names the process id of each server that runs as a child process (the embedded broker and
+// the SFTP server run inside this process), for measuring what each one costs.
+func (s *Stack) Pids() map[string]int {
+	m := map[string]int{}
+	for name, p := range map[string]*proc{"temporal": s.Temporal.proc, "versitygw": s.S3.proc, "postgres": s.Postgres.proc, "kafka": s.Kafka.proc} {
+		if p != nil {
+			m[name] = p.cmd.Process.Pid
+		}
+	}
+	return m
+}
