@@ -230,19 +230,33 @@ func formatKafkaStorage(ctx context.Context, java string, jvm []string, serverPr
 	if _, err := os.Stat(filepath.Join(dataDir, "meta.properties")); err == nil {
 		return nil
 	}
-	id := make([]byte, 16)
-	if _, err := rand.Read(id); err != nil {
+	id, err := clusterID()
+	if err != nil {
 		return err
 	}
 	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, java, append(jvm, "kafka.tools.StorageTool", "format", "--ignore-formatted",
-		"--cluster-id", base64.RawURLEncoding.EncodeToString(id), "--config", serverProps)...)
+		"--cluster-id", id, "--config", serverProps)...)
 	cmd.Stdout, cmd.Stderr = o.Log, o.Log
 	if err := cmd.Run(); err != nil {
 		return fmt.Errorf("format kafka storage in %s: %w", dataDir, err)
 	}
 	return nil
+}
+
+// clusterID is a random cluster id as Kafka writes them (16 bytes, base64url), never starting with
+// "-": the storage tool would read that as an option, and Kafka's own ids avoid it for this reason.
+func clusterID() (string, error) {
+	for {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return "", err
+		}
+		if id := base64.RawURLEncoding.EncodeToString(b); id[0] != '-' {
+			return id, nil
+		}
+	}
 }
 
 // kafkaAnswers succeeds once the broker returns metadata naming itself.

@@ -108,3 +108,16 @@ func (h *commitOne) ConsumeClaim(s sarama.ConsumerGroupSession, c sarama.Consume
 	}
 	return nil
 }
+
+// The storage tool reads a cluster id starting with "-" as an option.
+func TestClusterIDNeverLooksLikeAnOption(t *testing.T) {
+	for range 2000 {
+		id, err := clusterID()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(id) != 22 || id[0] == '-' {
+			t.Fatalf("cluster id %q", id)
+		}
+	}
+}
