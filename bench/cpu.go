@@ -13,9 +13,10 @@ import (
 // clockTicks is the unit of /proc/<pid>/stat's times (USER_HZ, 100 on Linux).
 const clockTicks = 100
 
-// procTimes reads a process's parent and its CPU time: its own user and system time plus that of
-// its children it has waited for (so the connections a server forked and reaped still count).
-func procTimes(pid int) (ppid int, cpu int64, err error) {
+// procTimes reads a process's parent and its CPU time: its own user and system time plus, with
+// reaped set, that of the children it has waited for (so the connections a server forked and
+// reaped still count).
+func procTimes(pid int, reaped bool) (ppid int, cpu int64, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, 0, err
@@ -26,7 +27,11 @@ func procTimes(pid int) (ppid int, cpu int64, err error) {
 		return 0, 0, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
 	}
 	ppid, _ = strconv.Atoi(f[1])
-	for _, i := range []int{11, 12, 13, 14} { // utime, stime, cutime, cstime
+	fields := []int{11, 12} // utime, stime
+	if reaped {
+		fields = append(fields, 13, 14) // cutime, cstime
+	}
+	for _, i := range fields {
 		v, _ := strconv.ParseInt(f[i], 10, 64)
 		cpu += v
 	}
@@ -42,7 +47,7 @@ func treeCPU(root int) time.Duration {
 		if err != nil {
 			continue
 		}
-		if pp, c, err := procTimes(pid); err == nil {
+		if pp, c, err := procTimes(pid, true); err == nil {
 			parent[pid], cpu[pid] = pp, c
 		}
 	}
@@ -58,13 +63,29 @@ func treeCPU(root int) time.Duration {
 	return time.Duration(ticks) * time.Second / clockTicks
 }
 
-// cpuMeter samples the CPU time of named process trees.
-type cpuMeter map[string]int
+// ownCPU is the CPU time of pid alone: the bench process is the parent of every server it started,
+// whose time is counted under their own names.
+func ownCPU(pid int) time.Duration {
+	_, ticks, _ := procTimes(pid, false)
+	return time.Duration(ticks) * time.Second / clockTicks
+}
+
+// cpuMeter samples the CPU time of named processes.
+type cpuMeter map[string]func() time.Duration
+
+// serverMeter measures each server's process tree.
+func serverMeter(pids map[string]int) cpuMeter {
+	m := cpuMeter{}
+	for name, pid := range pids {
+		m[name] = func() time.Duration { return treeCPU(pid) }
+	}
+	return m
+}
 
 func (m cpuMeter) sample() map[string]time.Duration {
 	out := map[string]time.Duration{}
-	for name, pid := range m {
-		out[name] = treeCPU(pid)
+	for name, read := range m {
+		out[name] = read()
 	}
 	return out
 }
