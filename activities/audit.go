@@ -8,11 +8,14 @@ import (
 	"github.com/kafkasync/kafkasync/internal/metrics"
 )
 
-// Record writes one audit event. It is idempotent: a retry of the same event changes nothing.
-func (a *Transfer) Record(ctx context.Context, ev audit.Event) error {
-	added, err := a.Audit.RecordNew(ctx, ev)
-	if err == nil && added && ev.Finished {
-		metrics.Jobs.WithLabelValues(strings.ToLower(ev.Status)).Inc()
+// Record writes the audit events of one workflow task, in one transaction. It is idempotent: a
+// retry of the same events changes nothing.
+func (a *Transfer) Record(ctx context.Context, evs []audit.Event) error {
+	added, err := a.Audit.RecordAll(ctx, evs)
+	for _, ev := range added {
+		if ev.Finished {
+			metrics.Jobs.WithLabelValues(strings.ToLower(ev.Status)).Inc()
+		}
 	}
 	return err
 }

@@ -32,7 +32,7 @@ func TestBenchSmoke(t *testing.T) {
 			t.Errorf("no section %q in\n%s", want, md)
 		}
 	}
-	if len(r.machine) != 1 || !strings.HasPrefix(r.machine[0], "scenario4 jobs_per_s=") || !strings.Contains(r.machine[0], " p99_s=") {
+	if len(r.machine) != 1 || !strings.HasPrefix(r.machine[0], "scenario4 jobs_per_s=") || !strings.Contains(r.machine[0], " ceiling_per_s=") || !strings.Contains(r.machine[0], " ratio_ceiling=") || !strings.Contains(r.machine[0], " p99_s=") {
 		t.Errorf("machine-readable lines %q", r.machine)
 	}
 	if !strings.Contains(md, "CPU seconds per kafkasync job, by process") || !strings.Contains(md, "temporal ") || !strings.Contains(md, "kafka ") {

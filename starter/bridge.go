@@ -51,6 +51,8 @@ type Bridge struct {
 	DLQ       sarama.SyncProducer
 	DLQTopic  string
 	Logger    *slog.Logger
+	// InFlight is how many messages of one partition are being started at once (0: one).
+	InFlight int
 	// Backoff bounds the wait between retries while Temporal or the dead-letter topic is unreachable.
 	Backoff time.Duration
 	// RemoteHost is the SFTP server's host, stored in each workflow's RemoteHost search attribute.
@@ -76,23 +78,55 @@ func (b *Bridge) Setup(sarama.ConsumerGroupSession) error { return nil }
 // Cleanup implements sarama.ConsumerGroupHandler.
 func (b *Bridge) Cleanup(sarama.ConsumerGroupSession) error { return nil }
 
-// ConsumeClaim handles one partition's messages in order, on the goroutine sarama gives it.
+// ConsumeClaim handles one partition's messages, up to InFlight of them at once, on the goroutine
+// sarama gives it. Offsets are marked in order: a message's only once it and every message before it
+// were started or dead-lettered, so a bridge that dies loses nothing.
 func (b *Bridge) ConsumeClaim(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim) error {
 	ctx := sess.Context()
+	window := make(chan struct{}, max(b.InFlight, 1))
+	pending := make(chan *inFlight, cap(window))
+	marked := make(chan struct{})
+	go func() { defer close(marked); b.markInOrder(sess, claim, pending, window) }()
+	defer func() { close(pending); <-marked }()
 	for {
 		select {
 		case msg, ok := <-claim.Messages():
 			if !ok {
 				return nil
 			}
-			if err := b.handle(ctx, msg); err != nil {
-				return err // only when ctx ended: the message stays unmarked and is redelivered
+			select {
+			case window <- struct{}{}:
+			case <-ctx.Done():
+				return nil
 			}
-			sess.MarkMessage(msg, "")
-			metrics.BridgeLag.WithLabelValues(msg.Topic, strconv.Itoa(int(msg.Partition))).Set(float64(max(claim.HighWaterMarkOffset()-msg.Offset-1, 0)))
+			f := &inFlight{msg: msg, done: make(chan error, 1)}
+			pending <- f // never blocks: pending holds as many as window
+			go func() { f.done <- b.handle(ctx, msg) }()
 		case <-ctx.Done():
 			return nil
 		}
+	}
+}
+
+// inFlight is a message being started; done receives handle's result.
+type inFlight struct {
+	msg  *sarama.ConsumerMessage
+	done chan error
+}
+
+// markInOrder marks each message of pending, in offset order, once it is handled. After one that
+// was not (ctx ended) it marks none: their offsets would skip it. It returns when pending is closed
+// and every message in it is handled.
+func (b *Bridge) markInOrder(sess sarama.ConsumerGroupSession, claim sarama.ConsumerGroupClaim, pending <-chan *inFlight, window <-chan struct{}) {
+	stopped := false
+	for f := range pending {
+		err := <-f.done
+		<-window
+		if stopped = stopped || err != nil; stopped {
+			continue // unmarked: redelivered to the next member
+		}
+		sess.MarkMessage(f.msg, "")
+		metrics.BridgeLag.WithLabelValues(f.msg.Topic, strconv.Itoa(int(f.msg.Partition))).Set(float64(max(claim.HighWaterMarkOffset()-f.msg.Offset-1, 0)))
 	}
 }
 
@@ -153,26 +187,7 @@ func (b *Bridge) retry(ctx context.Context, log *slog.Logger, what string, op fu
 // (running, or completed successfully). A running one is told apart only with a client dialed by
 // workers.Dial (startreport.Interceptor); other clients count it as started.
 func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessage) (duplicate bool, err error) {
-	opts := client.StartWorkflowOptions{
-		ID:                       j.WorkflowID(),
-		TaskQueue:                b.TaskQueue,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
-		// Without it the SDK hides the refusal to run a job that succeeded as if it had started.
-		WorkflowExecutionErrorWhenAlreadyStarted: true,
-		StaticSummary:                            "file " + j.RemotePath,
-		StaticDetails: fmt.Sprintf("job %s from %s partition %d offset %d; object key %s", j.ID, msg.Topic, msg.Partition,
-			msg.Offset, j.Key()),
-	}
-	sa := []temporal.SearchAttributeUpdate{searchattr.JobID.ValueSet(j.ID), searchattr.FileName.ValueSet(path.Base(j.RemotePath)),
-		searchattr.JobStatus.ValueSet(audit.StatusQueued)}
-	if b.RemoteHost != "" {
-		sa = append(sa, searchattr.RemoteHost.ValueSet(b.RemoteHost))
-	}
-	if j.Size >= 0 {
-		sa = append(sa, searchattr.FileSize.ValueSet(j.Size))
-	}
-	opts.TypedSearchAttributes = temporal.NewSearchAttributes(sa...)
+	opts := StartOptions(b.TaskQueue, b.RemoteHost, j, msg)
 	in := workflows.Input{Job: j, Message: msg.Value, Key: msg.Key, SourceTopic: msg.Topic,
 		SourcePartition: msg.Partition, SourceOffset: msg.Offset, Options: b.Options, Indexed: true}
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
@@ -193,6 +208,34 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 		return true, nil // this job is running: the message is a redelivery
 	}
 	return false, nil
+}
+
+// StartOptions are the options of a job's start: its workflow ID, indexed search attributes and
+// summary. The start is eager: when this client runs a worker on the task queue, the server hands
+// the first workflow task back with the start, without a trip through the task queue.
+func StartOptions(taskQueue, remoteHost string, j job.Job, msg *sarama.ConsumerMessage) client.StartWorkflowOptions {
+	opts := client.StartWorkflowOptions{
+		ID:                       j.WorkflowID(),
+		TaskQueue:                taskQueue,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_ALLOW_DUPLICATE_FAILED_ONLY,
+		// Without it the SDK hides the refusal to run a job that succeeded as if it had started.
+		WorkflowExecutionErrorWhenAlreadyStarted: true,
+		EnableEagerStart:                         true,
+		StaticSummary:                            "file " + j.RemotePath,
+		StaticDetails: fmt.Sprintf("job %s from %s partition %d offset %d; object key %s", j.ID, msg.Topic, msg.Partition,
+			msg.Offset, j.Key()),
+	}
+	sa := []temporal.SearchAttributeUpdate{searchattr.JobID.ValueSet(j.ID), searchattr.FileName.ValueSet(path.Base(j.RemotePath)),
+		searchattr.JobStatus.ValueSet(audit.StatusQueued)}
+	if remoteHost != "" {
+		sa = append(sa, searchattr.RemoteHost.ValueSet(remoteHost))
+	}
+	if j.Size >= 0 {
+		sa = append(sa, searchattr.FileSize.ValueSet(j.Size))
+	}
+	opts.TypedSearchAttributes = temporal.NewSearchAttributes(sa...)
+	return opts
 }
 
 // ConsumerConfig returns the sarama config the bridge uses: start at the oldest offset of a new
@@ -265,7 +308,7 @@ func requireTopics(cl sarama.Client, topics ...string) error {
 
 // New builds the bridge the config describes.
 func New(cfg config.Config, c WorkflowStarter, dlq sarama.SyncProducer, log *slog.Logger) *Bridge {
-	return &Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: WorkflowOptions(cfg), DLQ: dlq,
+	return &Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: WorkflowOptions(cfg), DLQ: dlq, InFlight: cfg.Kafka.StartsInFlight,
 		DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: 30 * time.Second, RemoteHost: hostOf(cfg.SFTP.Addr), Policy: cfg.JobPolicy()}
 }
 

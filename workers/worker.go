@@ -169,14 +169,19 @@ func openRoot(dir string) (*os.Root, error) {
 	return os.OpenRoot(dir)
 }
 
-// Run runs both workers until ctx ends, then stops them gracefully (running activities get
-// stopTimeout to finish; a download that does not finish resumes from its heartbeat).
-func Run(ctx context.Context, c client.Client, taskQueue string, t *activities.Transfer, stopTimeout time.Duration) error {
+// Options are the worker settings of both of a worker's task queues.
+func Options(stopTimeout time.Duration) worker.Options {
 	// More pollers than the SDK's 2: with many short jobs, tasks wait for a poller otherwise.
 	// Heartbeats reach the server every ProgressEvery, not at the SDK's default of 0.8 × the
 	// heartbeat timeout: they carry the progress the dashboard shows.
-	opts := worker.Options{WorkerStopTimeout: stopTimeout, MaxConcurrentWorkflowTaskPollers: 8, MaxConcurrentActivityTaskPollers: 8,
+	return worker.Options{WorkerStopTimeout: stopTimeout, MaxConcurrentWorkflowTaskPollers: 8, MaxConcurrentActivityTaskPollers: 8,
 		MaxHeartbeatThrottleInterval: ProgressEvery, DefaultHeartbeatThrottleInterval: ProgressEvery}
+}
+
+// Run runs both workers until ctx ends, then stops them gracefully (running activities get
+// stopTimeout to finish; a download that does not finish resumes from its heartbeat).
+func Run(ctx context.Context, c client.Client, taskQueue string, t *activities.Transfer, stopTimeout time.Duration) error {
+	opts := Options(stopTimeout)
 	if t.Audit != nil {
 		opts.Interceptors = []interceptor.WorkerInterceptor{&attemptRecorder{store: t.Audit, log: cmp.Or(t.Logger, slog.Default())}}
 	}

@@ -99,6 +99,8 @@ type run struct {
 	saStatus string
 	// quiet: a small file, whose steps run in one workflow task, indexes only its end.
 	quiet bool
+	// pending holds the audit events recorded since the last flush.
+	pending []audit.Event
 }
 
 // FileTransfer runs one job: stat, then on one host download, verify, promote and upload, with an
@@ -111,8 +113,11 @@ func FileTransfer(ctx workflow.Context, in Input) (Result, error) {
 	}
 	stage, err := r.transfer(ctx)
 	if err == nil {
-		r.status.Stage = "done"
-		return r.res, nil
+		if err = r.flush(ctx); err == nil {
+			r.status.Stage = "done"
+			return r.res, nil
+		}
+		stage = "audit"
 	}
 	return r.res, r.deadLetter(ctx, stage, err)
 }
@@ -123,6 +128,9 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 		ev.MD5Expected = r.in.Job.MD5
 		ev.SizeKnown, ev.Size = r.in.Job.Size >= 0, r.in.Job.Size
 	}); err != nil {
+		return "audit", err
+	}
+	if err := r.flush(ctx); err != nil {
 		return "audit", err
 	}
 	r.status.Stage = "stat"
@@ -190,6 +198,9 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		if err := r.recordDownloadStarted(ctx, claim, st.Size, round, ""); err != nil {
 			return "audit", err
 		}
+		if err := r.flush(ctx); err != nil {
+			return "audit", err
+		}
 		var dl activities.DownloadResult
 		err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour,
 			Summary: fmt.Sprintf("download %s (%d bytes) on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)}, o.MaxAttempts),
@@ -203,6 +214,9 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		r.res.Download = dl
 		r.status.Stage = "verify"
 		if err := r.recordDownloaded(ctx, dl, false); err != nil {
+			return "audit", err
+		}
+		if err := r.flush(ctx); err != nil {
 			return "audit", err
 		}
 		var vr activities.VerifyResult
@@ -227,6 +241,9 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 	}); err != nil {
 		return "audit", err
 	}
+	if err := r.flush(ctx); err != nil {
+		return "audit", err
+	}
 	var pr activities.PromoteResult
 	if err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 5 * time.Minute,
 		Summary: "rename into completed/" + r.in.Job.Key()}, o.MaxAttempts),
@@ -235,6 +252,9 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 	}
 	r.status.Stage = "upload"
 	if err := r.record(ctx, "promote", "succeeded", audit.StatusUploading, nil); err != nil {
+		return "audit", err
+	}
+	if err := r.flush(ctx); err != nil {
 		return "audit", err
 	}
 	var up activities.UploadResult
@@ -262,6 +282,9 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 	for round := 1; ; round++ {
 		r.status.Stage, r.status.Round = "download", round
 		if err := r.recordDownloadStarted(ctx, claim, st.Size, round, ", all steps in one activity"); err != nil {
+			return "audit", err
+		}
+		if err := r.flush(ctx); err != nil {
 			return "audit", err
 		}
 		var sr activities.SmallResult
@@ -386,13 +409,17 @@ func (r *run) deadLetter(ctx workflow.Context, stage string, cause error) error 
 		status, outcome = audit.StatusFailed, "failed"
 		workflow.GetLogger(ctx).Error("dead-letter publish", "job_id", r.in.Job.ID, "error", dlErr)
 	}
-	if err := r.record(ctx, "dead_letter", outcome, status, func(ev *audit.Event) {
+	err := r.record(ctx, "dead_letter", outcome, status, func(ev *audit.Event) {
 		ev.Error = fmt.Sprintf("%s: %s", stage, reason)
 		ev.Attempts, ev.Finished = attempts, true
 		if dlErr != nil {
 			ev.Detail = "dead-letter publish failed: " + errorMessage(dlErr)
 		}
-	}); err != nil {
+	})
+	if err == nil {
+		err = r.flush(ctx)
+	}
+	if err != nil {
 		workflow.GetLogger(ctx).Error("audit dead letter", "job_id", r.in.Job.ID, "error", err)
 	}
 	if typ == "" {
@@ -401,7 +428,8 @@ func (r *run) deadLetter(ctx workflow.Context, stage string, cause error) error 
 	return temporal.NewNonRetryableApplicationError(fmt.Sprintf("%s: %s", stage, reason), typ, cause)
 }
 
-// record writes one audit event; fill adds step-specific fields.
+// record adds an audit event to those the next flush writes, and moves the JobStatus search
+// attribute; fill adds step-specific fields.
 func (r *run) record(ctx workflow.Context, step, outcome, status string, fill func(*audit.Event)) error {
 	r.seq++
 	switch {
@@ -429,12 +457,28 @@ func (r *run) record(ctx workflow.Context, step, outcome, status string, fill fu
 	if fill != nil {
 		fill(&ev)
 	}
-	// A local activity: the row is written by the worker running this workflow, with no task
-	// round trip through the server, and retried (PostgreSQL may be away) until it lands.
+	r.pending = append(r.pending, ev)
+	return nil
+}
+
+// flush writes the pending audit events in one local activity: by the worker running this
+// workflow, in one transaction, with no task round trip through the server, retried (PostgreSQL
+// may be away) until it lands. The workflow flushes before each step that waits on something
+// outside it and at its end, so the trail is never behind a step that is running.
+func (r *run) flush(ctx workflow.Context) error {
+	if len(r.pending) == 0 {
+		return nil
+	}
+	last := r.pending[len(r.pending)-1]
 	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second,
 		ScheduleToCloseTimeout: 24 * time.Hour, // without it the SDK gives up after one StartToCloseTimeout
-		RetryPolicy:            retry(r.in.Options, 0), Summary: fmt.Sprintf("audit: %s %s → %s", step, outcome, status)})
-	return workflow.ExecuteLocalActivity(lctx, recordActivity, ev).Get(ctx, nil)
+		RetryPolicy:            retry(r.in.Options, 0),
+		Summary:                fmt.Sprintf("audit: %d events, last %s %s → %s", len(r.pending), last.Step, last.Outcome, last.Status)})
+	if err := workflow.ExecuteLocalActivity(lctx, recordActivity, r.pending).Get(ctx, nil); err != nil {
+		return err
+	}
+	r.pending = nil
+	return nil
 }
 
 func withOpts(ctx workflow.Context, o workflow.ActivityOptions, rp *temporal.RetryPolicy) workflow.Context {

@@ -23,6 +23,7 @@ type fixture struct {
 	dead     []activities.DeadLetterInput
 	claims   int
 	statErr  error
+	batches  int // audit writes
 }
 
 func setup(t *testing.T) *fixture {
@@ -30,8 +31,11 @@ func setup(t *testing.T) *fixture {
 	f := &fixture{env: s.NewTestWorkflowEnvironment()}
 	f.env.RegisterWorkflowWithOptions(FileTransfer, workflow.RegisterOptions{Name: Name})
 	f.env.RegisterActivity(&activities.Transfer{})
-	f.env.OnActivity(a.Record, mockAny, mockAny).Return(func(_ context.Context, ev audit.Event) error {
-		f.statuses = append(f.statuses, ev.Step+":"+ev.Outcome+":"+ev.Status)
+	f.env.OnActivity(a.Record, mockAny, mockAny).Return(func(_ context.Context, evs []audit.Event) error {
+		f.batches++
+		for _, ev := range evs {
+			f.statuses = append(f.statuses, ev.Step+":"+ev.Outcome+":"+ev.Status)
+		}
 		return nil
 	})
 	f.env.OnActivity(a.Stat, mockAny, mockAny).Return(func(context.Context, activities.StatInput) (activities.StatResult, error) {
@@ -80,6 +84,10 @@ func TestHappyPath(t *testing.T) {
 		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED"}
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
+	}
+	// written before each step that waits: stat, download, verify, promote, upload; and at the end
+	if f.batches != 6 {
+		t.Fatalf("%d audit writes, want 6", f.batches)
 	}
 	if len(f.dead) != 0 {
 		t.Fatalf("dead letters %v", f.dead)
@@ -189,6 +197,10 @@ func TestSmallFileOneActivity(t *testing.T) {
 		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED"}
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
+	}
+	// before the stat, before Small, at the end
+	if f.batches != 3 {
+		t.Fatalf("%d audit writes, want 3", f.batches)
 	}
 }
 

@@ -102,9 +102,15 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// The worker and the bridge share one Temporal connection, so that starts are eager.
+	c, err := workers.Dial(ctx, cfg.Temporal, a.log)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return a.runWorker(gctx, cfg) })
-	g.Go(func() error { return a.runBridge(gctx, cfg) })
+	g.Go(func() error { return a.serveWorker(gctx, cfg, c) })
+	g.Go(func() error { return a.serveBridge(gctx, cfg, c) })
 	g.Go(func() error { return a.runUI(gctx, cfg) })
 
 	fmt.Fprintf(out, `

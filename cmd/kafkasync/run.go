@@ -23,24 +23,40 @@ import (
 )
 
 func (a *app) workerCmd() *cobra.Command {
-	return &cobra.Command{
+	var withBridge bool
+	cmd := &cobra.Command{
 		Use:   "worker",
 		Short: "Run a Temporal worker: the workflow, and this host's downloads, checks and uploads",
 		Long: `worker polls the shared task queue (temporal.task_queue) for workflows and host-independent
 steps, and its own host queue (<task_queue>@<transfer.host_id>) for the steps that need the staging
 file. Give each host a stable host_id: a worker that restarts with the same id resumes its
-interrupted downloads from their last heartbeat.`,
+interrupted downloads from their last heartbeat.
+
+With --bridge the process also runs the bridge, on the same Temporal connection: each start is
+then eager, the server hands the job's first workflow task straight back to this worker instead
+of queueing it, which saves a round trip per job (what many small files need).`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runWorker(cmd.Context(), a.cfg) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := workers.Dial(cmd.Context(), a.cfg.Temporal, a.log)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			if !withBridge {
+				return a.serveWorker(cmd.Context(), a.cfg, c)
+			}
+			g, gctx := errgroup.WithContext(cmd.Context())
+			g.Go(func() error { return a.serveWorker(gctx, a.cfg, c) })
+			g.Go(func() error { return a.serveBridge(gctx, a.cfg, c) })
+			return g.Wait()
+		},
 	}
+	cmd.Flags().BoolVar(&withBridge, "bridge", false, "also run the bridge in this process (eager starts)")
+	return cmd
 }
 
-func (a *app) runWorker(ctx context.Context, cfg config.Config) error {
-	c, err := workers.Dial(ctx, cfg.Temporal, a.log)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+// serveWorker runs a worker on c until ctx ends.
+func (a *app) serveWorker(ctx context.Context, cfg config.Config, c client.Client) error {
 	t, closeT, err := workers.NewTransfer(ctx, cfg, a.log)
 	if err != nil {
 		return err
@@ -66,19 +82,23 @@ func (a *app) bridgeCmd() *cobra.Command {
 		Long: `bridge joins the consumer group kafka.group on kafka.jobs_topic. Each valid job starts workflow
 file-<job id> (a redelivered message finds the existing one); each invalid message goes to
 kafka.dlq_topic with the reason in its headers, and into the audit table dead_letters. A start
-Temporal refuses for good (an invalid request) is dead-lettered at stage start. Offsets are
-committed only after that.`,
+Temporal refuses for good (an invalid request) is dead-lettered at stage start. Up to
+kafka.starts_in_flight messages of a partition are started at once; offsets are committed in
+order, each only after its message and every one before it were started or dead-lettered.`,
 		Args: cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error { return a.runBridge(cmd.Context(), a.cfg) },
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := workers.Dial(cmd.Context(), a.cfg.Temporal, a.log)
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return a.serveBridge(cmd.Context(), a.cfg, c)
+		},
 	}
 }
 
-func (a *app) runBridge(ctx context.Context, cfg config.Config) error {
-	c, err := workers.Dial(ctx, cfg.Temporal, a.log)
-	if err != nil {
-		return err
-	}
-	defer c.Close()
+// serveBridge runs the bridge, starting workflows through c, until ctx ends.
+func (a *app) serveBridge(ctx context.Context, cfg config.Config, c client.Client) error {
 	prod, err := workers.NewProducer(cfg.Kafka)
 	if err != nil {
 		return err
@@ -91,7 +111,8 @@ func (a *app) runBridge(ctx context.Context, cfg config.Config) error {
 	defer store.Close()
 	b := starter.New(cfg, c, prod, a.log)
 	b.Audit = store // refused messages reach the audit trail without the dashboard
-	a.log.Info("bridge started", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.JobsTopic, "group", cfg.Kafka.Group)
+	a.log.Info("bridge started", "brokers", cfg.Kafka.Brokers, "topic", cfg.Kafka.JobsTopic, "group", cfg.Kafka.Group,
+		"starts_in_flight", b.InFlight)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error {
 		return metrics.Serve(gctx, cfg.Metrics.BridgeListen, a.log, map[string]metrics.Check{

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
@@ -168,15 +169,41 @@ func nullStr(s string) *string {
 // Record writes ev: it upserts the job row and adds the event row, in one transaction. Writing the
 // same event again changes nothing.
 func (s *Store) Record(ctx context.Context, ev Event) error {
-	_, err := s.RecordNew(ctx, ev)
+	_, err := s.RecordAll(ctx, []Event{ev})
 	return err
 }
 
-// RecordNew is Record that also says whether the event was new (false: an earlier attempt wrote it).
-func (s *Store) RecordNew(ctx context.Context, ev Event) (added bool, err error) {
-	if ev.JobID == "" || ev.Status == "" || ev.Step == "" {
-		return false, errors.New("audit: event needs job id, status and step")
+// RecordAll writes the events of one run, in order, in one transaction of three round trips:
+// events an earlier attempt already wrote are left as they are. added lists the events new here.
+func (s *Store) RecordAll(ctx context.Context, evs []Event) (added []Event, err error) {
+	if len(evs) == 0 {
+		return nil, nil
 	}
+	for _, ev := range evs {
+		if ev.JobID == "" || ev.Status == "" || ev.Step == "" {
+			return nil, errors.New("audit: event needs job id, status and step")
+		}
+		if ev.JobID != evs[0].JobID || ev.RunID != evs[0].RunID {
+			return nil, errors.New("audit: events of one run only")
+		}
+	}
+	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		added = added[:0]
+		b := &pgx.Batch{}
+		for _, ev := range evs {
+			queueEvent(b, ev, func() { added = append(added, ev) })
+		}
+		return tx.SendBatch(ctx, b).Close()
+	})
+	if err != nil {
+		return nil, err
+	}
+	return added, nil
+}
+
+// queueEvent queues the job row's upsert, unless this event is already written, and the event row;
+// isNew is called when the event row is new.
+func queueEvent(b *pgx.Batch, ev Event, isNew func()) {
 	var size *int64
 	if ev.SizeKnown {
 		size = &ev.Size
@@ -196,36 +223,23 @@ func (s *Store) RecordNew(ctx context.Context, ev Event) (added bool, err error)
 	if ev.Attempts > 0 {
 		attempts = &ev.Attempts
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		var dup bool
-		err := tx.QueryRow(ctx, `SELECT true FROM job_events WHERE job_id=$1 AND run_id=$2 AND seq=$3`,
-			ev.JobID, ev.RunID, ev.Seq).Scan(&dup)
-		if err == nil && dup {
-			return nil // already written by an earlier attempt
+	b.Queue(qRecordJob, pgx.NamedArgs{
+		"job_id": ev.JobID, "status": ev.Status, "remote_path": ev.RemotePath, "size_bytes": size,
+		"md5_expected": nullStr(ev.MD5Expected), "md5_actual": nullStr(ev.MD5Actual),
+		"s3_bucket": nullStr(ev.S3Bucket), "s3_key": nullStr(ev.S3Key),
+		"workflow_id": ev.WorkflowID, "run_id": ev.RunID, "host": nullStr(ev.Host), "seq": ev.Seq,
+		"attempts": attempts, "bytes_per_sec": bps, "error": nullStr(ev.Error),
+		"at": ev.At, "started_at": started, "finished_at": finished,
+	}).Exec(func(pgconn.CommandTag) error { return nil })
+	b.Queue(qRecordEvent, pgx.NamedArgs{
+		"job_id": ev.JobID, "run_id": ev.RunID, "seq": ev.Seq, "step": ev.Step, "outcome": ev.Outcome,
+		"detail": nullStr(ev.Detail), "error": nullStr(ev.Error), "at": ev.At,
+	}).Exec(func(ct pgconn.CommandTag) error {
+		if ct.RowsAffected() == 1 {
+			isNew()
 		}
-		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
-			return fmt.Errorf("audit lookup: %w", err)
-		}
-		if _, err := tx.Exec(ctx, qRecordJob, pgx.NamedArgs{
-			"job_id": ev.JobID, "status": ev.Status, "remote_path": ev.RemotePath, "size_bytes": size,
-			"md5_expected": nullStr(ev.MD5Expected), "md5_actual": nullStr(ev.MD5Actual),
-			"s3_bucket": nullStr(ev.S3Bucket), "s3_key": nullStr(ev.S3Key),
-			"workflow_id": ev.WorkflowID, "run_id": ev.RunID, "host": nullStr(ev.Host),
-			"attempts": attempts, "bytes_per_sec": bps, "error": nullStr(ev.Error),
-			"at": ev.At, "started_at": started, "finished_at": finished,
-		}); err != nil {
-			return fmt.Errorf("audit job %s: %w", ev.JobID, err)
-		}
-		if _, err := tx.Exec(ctx, qRecordEvent, pgx.NamedArgs{
-			"job_id": ev.JobID, "run_id": ev.RunID, "seq": ev.Seq, "step": ev.Step, "outcome": ev.Outcome,
-			"detail": nullStr(ev.Detail), "error": nullStr(ev.Error), "at": ev.At,
-		}); err != nil {
-			return fmt.Errorf("audit event %s/%d: %w", ev.JobID, ev.Seq, err)
-		}
-		added = true
 		return nil
 	})
-	return added && err == nil, err
 }
 
 // Job is one row of table jobs.

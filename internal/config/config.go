@@ -47,8 +47,11 @@ type Kafka struct {
 	ClientID string `toml:"client_id" env:"CLIENT_ID"`
 	// CommitInterval is how often the bridge commits the offsets of the messages it has handled.
 	CommitInterval Duration `toml:"commit_interval" env:"COMMIT_INTERVAL"`
-	TLS            TLS      `toml:"tls" envPrefix:"TLS_"`
-	SASL           SASL     `toml:"sasl" envPrefix:"SASL_"`
+	// StartsInFlight is how many messages of one partition the bridge starts at once; offsets are
+	// still committed in order, each only after every message before it was started.
+	StartsInFlight int  `toml:"starts_in_flight" env:"STARTS_IN_FLIGHT"`
+	TLS            TLS  `toml:"tls" envPrefix:"TLS_"`
+	SASL           SASL `toml:"sasl" envPrefix:"SASL_"`
 }
 
 // TLS secures a connection: the server is verified against CAFile (else the system's roots); a
@@ -239,6 +242,7 @@ func Default() Config {
 			Group:          "kafkasync-bridge",
 			ClientID:       "kafkasync",
 			CommitInterval: Duration(time.Second),
+			StartsInFlight: 32,
 		},
 		Temporal: Temporal{
 			Address:   "127.0.0.1:7233",
@@ -358,6 +362,7 @@ func (c Config) Validate() error {
 	check(c.SFTP.KnownHosts != "" || c.SFTP.HostKey != "", "sftp: set known_hosts or host_key (host keys are always verified)")
 	check(c.Transfer.Connections >= 1 && c.Transfer.Connections <= 64, "transfer.connections: %d not in 1..64", c.Transfer.Connections)
 	check(c.SFTP.MaxConnections >= 0 && c.SFTP.MaxJobs >= 0, "sftp.max_connections, sftp.max_jobs: 0 (no limit) or more")
+	check(c.Kafka.StartsInFlight >= 1 && c.Kafka.StartsInFlight <= 1024, "kafka.starts_in_flight: %d not in 1..1024", c.Kafka.StartsInFlight)
 	check(c.SFTP.SharedConnections >= 0, "sftp.shared_connections: 0 (none) or more")
 	check(c.Transfer.RangeSize >= 64<<10, "transfer.range_size: %s below 64KiB", c.Transfer.RangeSize)
 	check(c.Transfer.MaxAttempts >= 1, "transfer.max_attempts: must be at least 1")
