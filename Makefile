@@ -4,6 +4,11 @@ GO ?= go
 BIN := $(CURDIR)/bin
 TEMPORAL_CLI_VERSION := v1.5.1
 VERSITYGW_VERSION := v1.8.0
+TEMPORAL_SERVER_VERSION := v1.32.2
+TEMPORAL_UI_SERVER_VERSION := v2.42.1
+# The Temporal server needs a newer Go than the project; the go command fetches this one from the
+# Go module proxy for that build only.
+TEMPORAL_GOTOOLCHAIN := go1.27.3
 # Keep in step with deploy/kafka/pom.xml and docker-compose.yml (a test checks).
 KAFKA_VERSION := 4.1.1
 export PATH := $(BIN):$(PATH)
@@ -26,7 +31,7 @@ bench: tools ## measure kafkasync against sftp, lftp and rclone (about half an h
 build: ## build bin/kafkasync
 	$(GO) build -o $(BIN)/kafkasync ./cmd/kafkasync
 
-tools: deps $(BIN)/temporal $(BIN)/versitygw $(BIN)/kafka/libs/kafka_2.13-$(KAFKA_VERSION).jar ## build the Temporal dev server and the S3 server, fetch the Kafka broker, into bin/ (once)
+tools: deps $(BIN)/temporal $(BIN)/temporal-server $(BIN)/versitygw $(BIN)/kafka/libs/kafka_2.13-$(KAFKA_VERSION).jar ## build the Temporal server, its Web UI, the Temporal CLI and the S3 server, fetch the Kafka broker, into bin/ (once)
 
 # From the system's packages: PostgreSQL (the audit database), Chromium (the dashboard's browser
 # test), a Java runtime and Maven (the Kafka broker), and the benchmark's peers: OpenSSH's sshd,
@@ -51,6 +56,21 @@ deps: ## install the system packages that are missing (apt-get)
 $(BIN)/temporal:
 	@echo "building the Temporal CLI $(TEMPORAL_CLI_VERSION) into bin/ (a few minutes, once)"
 	GOBIN=$(BIN) $(GO) install github.com/temporalio/cli/cmd/temporal@$(TEMPORAL_CLI_VERSION)
+
+# The Temporal server, its SQL tool with the schema files of the same version, and the Web UI server.
+# bin/temporal-server comes last, so that it exists only when everything else does.
+$(BIN)/temporal-server:
+	@echo "building the Temporal server $(TEMPORAL_SERVER_VERSION) and Web UI server $(TEMPORAL_UI_SERVER_VERSION) into bin/ (a few minutes, once)"
+	rm -rf $(BIN)/.temporal-build && mkdir -p $(BIN)/.temporal-build/ui
+	GOTOOLCHAIN=$(TEMPORAL_GOTOOLCHAIN) GOBIN=$(BIN)/.temporal-build $(GO) install \
+	  go.temporal.io/server/cmd/server@$(TEMPORAL_SERVER_VERSION) go.temporal.io/server/cmd/tools/sql@$(TEMPORAL_SERVER_VERSION)
+	GOTOOLCHAIN=$(TEMPORAL_GOTOOLCHAIN) GOBIN=$(BIN)/.temporal-build/ui $(GO) install github.com/temporalio/ui-server/v2/cmd/server@$(TEMPORAL_UI_SERVER_VERSION)
+	src=$$(GOTOOLCHAIN=$(TEMPORAL_GOTOOLCHAIN) $(GO) mod download -json go.temporal.io/server@$(TEMPORAL_SERVER_VERSION) | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$$/\1/p') && \
+	  rm -rf $(BIN)/temporal-schema && cp -r "$$src/schema/postgresql/v12" $(BIN)/temporal-schema && chmod -R u+w $(BIN)/temporal-schema
+	mv $(BIN)/.temporal-build/sql $(BIN)/temporal-sql-tool
+	mv $(BIN)/.temporal-build/ui/server $(BIN)/temporal-ui-server
+	mv $(BIN)/.temporal-build/server $(BIN)/temporal-server
+	rm -rf $(BIN)/.temporal-build
 
 $(BIN)/versitygw:
 	@echo "building versitygw $(VERSITYGW_VERSION) into bin/ (about two minutes, once)"

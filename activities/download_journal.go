@@ -51,13 +51,16 @@ func (d *download) record(ctx context.Context, sync bool) {
 			heartbeat(ctx, p)
 		}
 	}
+	if !d.journaled() {
+		return
+	}
 	if err := d.a.writeJournal(d.name, journalEntry{Boot: bootID(), Written: p, Synced: d.synced}); err != nil {
 		d.a.log(ctx, d.in.JobID).Warn("write download journal", "err", err)
 	}
 }
 
 // keepJournal records the journal every journalEvery (in the page cache: it survives the worker's
-// death, not the machine's) and syncs every syncEvery. stop ends it and records once more, synced,
+// death, not the machine's) and syncs (and heartbeats) every syncEvery. stop ends it and records once more, synced,
 // keeping what the attempt finished even when it failed.
 func (d *download) keepJournal(ctx context.Context) (stop func()) {
 	quit, exited := make(chan struct{}), make(chan struct{})
@@ -82,9 +85,15 @@ func (d *download) keepJournal(ctx context.Context) (stop func()) {
 	return func() {
 		close(quit)
 		<-exited
-		d.record(ctx, true)
+		if d.journaled() {
+			d.record(ctx, true)
+		}
 	}
 }
+
+// journaled: a file of one range keeps no journal. An attempt after a crash fetches it again, no
+// more than the journal's own writes and syncs would cost, and Promote syncs it before it counts.
+func (d *download) journaled() bool { return d.n > 1 }
 
 var bootOnce = sync.OnceValue(func() string {
 	b, err := os.ReadFile("/proc/sys/kernel/random/boot_id")

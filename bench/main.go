@@ -32,6 +32,7 @@ type options struct {
 	dir       string
 	k         kafkasyncSettings
 	jobs      int
+	temporal  string
 }
 
 func main() {
@@ -46,6 +47,8 @@ func main() {
 		only      = flag.String("only", "", "comma-separated contenders to run (default: all)")
 	)
 	flag.IntVar(&o.jobs, "jobs", 1000, "scenario 4: how many small jobs")
+	cpuProfile := flag.String("cpuprofile", "", "write the bench process's CPU profile (worker, bridge, publisher) to this file")
+	flag.StringVar(&o.temporal, "temporal", "server", "pipeline scenarios: the Temporal server on PostgreSQL (server) or the in-memory dev server (dev)")
 	flag.IntVar(&o.reps, "reps", 3, "repetitions of each contender (alternating)")
 	flag.StringVar(&o.out, "out", "", "write the results as Markdown to this file (e.g. bench/RESULTS.md)")
 	flag.StringVar(&o.dir, "dir", "", "working folder (default: a temporary one, removed at the end)")
@@ -68,6 +71,16 @@ Needs OpenSSH's sshd, lftp, rclone and the aws CLI (make bench-deps), and bin/ (
 		flag.PrintDefaults()
 	}
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fatal(err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	var err error
 	if o.size, err = parseSize(*size); err != nil {
 		fatal(err)

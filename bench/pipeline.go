@@ -53,7 +53,7 @@ func startStack(ctx context.Context, o options, sshd *SSHD, dir string) (*stack,
 	}
 	cfg := config.Default()
 	cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic, cfg.S3.Bucket = "bench.jobs", "bench.jobs.dlq", "bench"
-	st, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: true,
+	st, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: true, Temporal: o.temporal,
 		Kafka: devstack.KafkaApache, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Partitions: partitions, Bucket: cfg.S3.Bucket,
 		S3AccessKey: "bench-access", S3SecretKey: "bench-secret-key", Log: logf})
 	if err != nil {
@@ -180,8 +180,12 @@ func pipelineScenarios(ctx context.Context, o options, sshd *SSHD, dir string, r
 		return err
 	}
 	defer s.stop()
-	r.header = append(r.header, fmt.Sprintf("Pipeline scenarios: the stack of `kafkasync dev` (Apache Kafka, Temporal dev server, versitygw, PostgreSQL), "+
-		"SFTP from the same sshd; kafkasync with %d connections, %d MiB ranges", o.k.Connections, o.k.RangeSize>>20))
+	engine := fmt.Sprintf("the Temporal server %s on PostgreSQL (durable: every workflow's state is committed there)", s.st.Temporal.Version)
+	if s.st.Temporal.Kind == devstack.TemporalDev {
+		engine = "the Temporal dev server, in memory (not durable)"
+	}
+	r.header = append(r.header, fmt.Sprintf("Pipeline scenarios: the stack of `kafkasync dev` (Apache Kafka, %s, versitygw, PostgreSQL), "+
+		"SFTP from the same sshd; kafkasync with %d connections, %d MiB ranges", engine, o.k.Connections, o.k.RangeSize>>20))
 	if o.scenarios[3] {
 		if err := scenarioEndToEnd(ctx, o, s, sshd, r, w); err != nil {
 			return fmt.Errorf("scenario 3: %w", err)

@@ -28,13 +28,13 @@ import (
 
 func (a *app) devCmd() *cobra.Command {
 	var demo bool
-	var kafka string
+	var kafka, temporal string
 	cmd := &cobra.Command{
 		Use:   "dev",
 		Short: "Run the whole pipeline on this machine: every server on loopback, plus worker, bridge and dashboard",
 		Long: `dev starts real servers on loopback, each on the port in the [dev] config section:
   Apache Kafka, one KRaft node (Java, from bin/kafka)  :9092
-  Temporal dev server, Web UI                          :7233, :8233
+  Temporal server on PostgreSQL, Temporal Web UI      :7233, :8233
   SFTP server (pkg/sftp, in process)                   :2222
   S3-API server (versitygw)                            :9000
   PostgreSQL (initdb + postgres)                       :5433
@@ -43,22 +43,35 @@ then runs a worker, the bridge and the dashboard against them. Data lives in dev
 (.kafkasync/), so a restart keeps the jobs. When everything is up it writes .kafkasync/dev.env
 with one NAME=value line per endpoint. Ctrl-C stops everything it started.
 
+The Temporal server (built into bin/ by make tools) keeps its state in databases temporal and
+temporal_visibility of the same PostgreSQL, with 4 history shards; dev sets up their schema with
+the server's own SQL tool, and registers namespace default and kafkasync's search attributes.
+With --temporal=dev the Temporal CLI's dev server runs instead, its state in one SQLite file.
+
 With --kafka=embedded an in-process Kafka-protocol broker (franz-go's kfake) stands in for Apache
 Kafka: it starts at once and needs no Java. Each broker keeps its own data folder.
 
 With --demo it also drops sample files on the SFTP server and submits a job for each.`,
 		Example: `  kafkasync dev --demo
-  kafkasync dev --kafka=embedded`,
+  kafkasync dev --kafka=embedded
+  kafkasync dev --temporal=dev`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if cmd.Flags().Changed("kafka") {
 				a.cfg.Dev.Kafka = kafka
+			}
+			if cmd.Flags().Changed("temporal") {
+				a.cfg.Dev.Temporal = temporal
+			}
+			if err := a.cfg.Validate(); err != nil {
+				return err
 			}
 			return a.runDev(cmd.Context(), cmd.OutOrStdout(), demo)
 		},
 	}
 	cmd.Flags().BoolVar(&demo, "demo", false, "drop sample files on the SFTP server and submit jobs for them")
 	cmd.Flags().StringVar(&kafka, "kafka", devstack.KafkaApache, "broker to run: apache or embedded (dev.kafka in the config)")
+	cmd.Flags().StringVar(&temporal, "temporal", devstack.TemporalServer, "Temporal to run: server (on PostgreSQL) or dev (dev.temporal in the config)")
 	return cmd
 }
 
@@ -72,7 +85,7 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 	defer logFile.Close()
 	fmt.Fprintf(out, "starting servers (their logs: %s) ...\n", logFile.Name())
 	st, err := devstack.Start(ctx, devstack.Options{
-		Dir: dir, BinDir: cfg.Dev.BinDir, Ports: cfg.Dev, Kafka: cfg.Dev.Kafka, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic},
+		Dir: dir, BinDir: cfg.Dev.BinDir, Ports: cfg.Dev, Kafka: cfg.Dev.Kafka, Temporal: cfg.Dev.Temporal, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic},
 		Bucket: cfg.S3.Bucket, S3AccessKey: cfg.S3.AccessKey, S3SecretKey: cfg.S3.SecretKey.Reveal(),
 		Log: logFile, Logger: a.log,
 	})
@@ -116,6 +129,7 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 	fmt.Fprintf(out, `
 kafkasync dev is up. Where to look:
   Kafka             %s
+  Temporal          %s
   dashboard         %s  (API key for replay/discard: DASHBOARD_API_KEY in the endpoints file)
   metrics           %s/metrics
   Temporal Web UI   %s
@@ -125,7 +139,7 @@ kafkasync dev is up. Where to look:
   submit a job      put a file under %s, then: kafkasync submit --remote-path /<file> --md5-from <file>
   endpoints         %s
 Ctrl-C stops everything.
-`, kafkaBanner(st.Kafka), cfg.UI.PublicURL, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
+`, kafkaBanner(st.Kafka), temporalBanner(st.Temporal, st.Postgres), cfg.UI.PublicURL, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
 		st.Postgres.DSN, portOf(st.SFTP.Addr), st.SFTP.KeyFile, st.SFTP.KnownHosts, st.SFTP.User, st.SFTP.Root,
 		st.SFTP.Root, envFile)
 
@@ -219,6 +233,15 @@ func waitWorkflow(ctx context.Context, c client.Client, id string) (workflows.Re
 		case <-time.After(200 * time.Millisecond):
 		}
 	}
+}
+
+// temporalBanner says which Temporal runs, where, and where its state lives.
+func temporalBanner(t *devstack.Temporal, pg *devstack.Postgres) string {
+	if t.Kind == devstack.TemporalServer {
+		return fmt.Sprintf("Temporal server %s at %s, state in PostgreSQL :%d (databases temporal, temporal_visibility)",
+			t.Version, t.Address, pg.Port)
+	}
+	return "Temporal dev server at " + t.Address + ", state in one SQLite file"
 }
 
 // kafkaBanner says which broker runs, where, and where its data lives.

@@ -1,13 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 	"sort"
 
 	"github.com/spf13/cobra"
-	"go.temporal.io/api/operatorservice/v1"
-	"go.temporal.io/api/serviceerror"
 
 	"github.com/kafkasync/kafkasync/internal/searchattr"
 	"github.com/kafkasync/kafkasync/workers"
@@ -29,12 +26,8 @@ Running it again changes nothing. kafkasync dev registers them on its own dev se
 				return err
 			}
 			defer c.Close()
-			_, err = c.OperatorService().AddSearchAttributes(cmd.Context(), &operatorservice.AddSearchAttributesRequest{
-				Namespace: a.cfg.Temporal.Namespace, SearchAttributes: searchattr.All,
-			})
-			var exists *serviceerror.AlreadyExists
-			if err != nil && !errors.As(err, &exists) {
-				return fmt.Errorf("register search attributes in %s: %w", a.cfg.Temporal.Namespace, err)
+			if err := searchattr.Register(cmd.Context(), c, a.cfg.Temporal.Namespace); err != nil {
+				return err
 			}
 			names := make([]string, 0, len(searchattr.All))
 			for n, t := range searchattr.All {

@@ -223,7 +223,11 @@ type Dev struct {
 	BinDir string `toml:"bin_dir" env:"BIN_DIR"`
 	// Kafka is the broker `kafkasync dev` runs: "apache" (Apache Kafka from bin/kafka, one KRaft
 	// node) or "embedded" (an in-process Kafka-protocol broker: starts at once, needs no Java).
-	Kafka        string `toml:"kafka" env:"KAFKA"`
+	Kafka string `toml:"kafka" env:"KAFKA"`
+	// Temporal is the engine `kafkasync dev` runs: "server" (the Temporal server from bin/, its
+	// state in the stack's PostgreSQL, with the Temporal Web UI) or "dev" (the Temporal CLI's dev
+	// server, its state in one SQLite file).
+	Temporal     string `toml:"temporal" env:"TEMPORAL"`
 	KafkaPort    int    `toml:"kafka_port" env:"KAFKA_PORT"`
 	TemporalPort int    `toml:"temporal_port" env:"TEMPORAL_PORT"`
 	TemporalUI   int    `toml:"temporal_ui_port" env:"TEMPORAL_UI_PORT"`
@@ -294,6 +298,7 @@ func Default() Config {
 			Dir:          ".kafkasync",
 			BinDir:       "bin",
 			Kafka:        "apache",
+			Temporal:     "server",
 			KafkaPort:    9092,
 			TemporalPort: 7233,
 			TemporalUI:   8233,
@@ -362,6 +367,7 @@ func (c Config) Validate() error {
 	check(c.SFTP.KnownHosts != "" || c.SFTP.HostKey != "", "sftp: set known_hosts or host_key (host keys are always verified)")
 	check(c.Transfer.Connections >= 1 && c.Transfer.Connections <= 64, "transfer.connections: %d not in 1..64", c.Transfer.Connections)
 	check(c.SFTP.MaxConnections >= 0 && c.SFTP.MaxJobs >= 0, "sftp.max_connections, sftp.max_jobs: 0 (no limit) or more")
+	check(c.Dev.Temporal == "server" || c.Dev.Temporal == "dev", "dev.temporal: %q is neither server nor dev", c.Dev.Temporal)
 	check(c.Kafka.StartsInFlight >= 1 && c.Kafka.StartsInFlight <= 1024, "kafka.starts_in_flight: %d not in 1..1024", c.Kafka.StartsInFlight)
 	check(c.SFTP.SharedConnections >= 0, "sftp.shared_connections: 0 (none) or more")
 	check(c.Transfer.RangeSize >= 64<<10, "transfer.range_size: %s below 64KiB", c.Transfer.RangeSize)

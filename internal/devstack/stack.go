@@ -26,7 +26,10 @@ type Options struct {
 	Ports  config.Dev
 	// Headless starts Temporal without its Web UI (tests).
 	Headless bool
-	// Ephemeral keeps Temporal's state in memory (tests).
+	// Temporal is the Temporal to run: TemporalDev ("") or TemporalServer, which keeps its state
+	// in the stack's PostgreSQL.
+	Temporal string
+	// Ephemeral keeps the dev server's state in memory (tests).
 	Ephemeral bool
 	// Kafka is the broker to run: KafkaApache ("") or KafkaEmbedded.
 	Kafka string
@@ -74,9 +77,11 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, err
 	}
-	temporalBin, err := FindBin(o.BinDir, "temporal")
-	if err != nil {
-		return nil, err
+	temporalBin := ""
+	if o.Temporal != TemporalServer {
+		if temporalBin, err = FindBin(o.BinDir, "temporal"); err != nil {
+			return nil, err
+		}
 	}
 	vgwBin, err := FindBin(o.BinDir, "versitygw")
 	if err != nil {
@@ -111,6 +116,7 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		return st, err
 	}
 	g, gctx := errgroup.WithContext(ctx)
+	pgUp := make(chan struct{})
 	g.Go(func() (err error) {
 		kind := cmp.Or(o.Kafka, KafkaApache)
 		st.Kafka, err = StartKafka(gctx, KafkaOptions{Kind: kind, BinDir: o.BinDir, Dir: filepath.Join(dir, "kafka-"+kind),
@@ -118,8 +124,14 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		return err
 	})
 	g.Go(func() (err error) {
-		st.Temporal, err = StartTemporal(gctx, TemporalOptions{Bin: temporalBin, DBFile: st.temporalDB, Port: st.temporalPort,
-			UIPort: o.Ports.TemporalUI, Headless: o.Headless, Log: o.Log})
+		if o.Temporal == TemporalServer {
+			select { // the server keeps its state in PostgreSQL
+			case <-pgUp:
+			case <-gctx.Done():
+				return gctx.Err()
+			}
+		}
+		st.Temporal, err = st.startTemporal(gctx)
 		return err
 	})
 	g.Go(func() (err error) {
@@ -128,7 +140,9 @@ func Start(ctx context.Context, o Options) (st *Stack, err error) {
 		return err
 	})
 	g.Go(func() (err error) {
-		st.Postgres, err = StartPostgres(gctx, pgDir, o.Ports.PGPort, o.Log)
+		if st.Postgres, err = StartPostgres(gctx, pgDir, o.Ports.PGPort, o.Log); err == nil {
+			close(pgUp)
+		}
 		return err
 	})
 	return st, g.Wait()
@@ -167,10 +181,19 @@ func (s *Stack) Restart(ctx context.Context, server string, down time.Duration) 
 		s.S3, err = StartS3(ctx, S3Options{Bin: s.vgwBin, Dir: filepath.Join(s.dir, "s3"), Port: s.s3Port,
 			AccessKey: s.o.S3AccessKey, SecretKey: s.o.S3SecretKey, Buckets: []string{s.o.Bucket}, Log: s.o.Log})
 	case ServerTemporal:
-		s.Temporal, err = StartTemporal(ctx, TemporalOptions{Bin: s.temporalBin, DBFile: s.temporalDB, Port: s.temporalPort,
-			UIPort: s.o.Ports.TemporalUI, Headless: s.o.Headless, Log: s.o.Log})
+		s.Temporal, err = s.startTemporal(ctx)
 	}
 	return err
+}
+
+// startTemporal starts the stack's Temporal, on its fixed frontend port.
+func (s *Stack) startTemporal(ctx context.Context) (*Temporal, error) {
+	if s.o.Temporal == TemporalServer {
+		return StartTemporalServer(ctx, TemporalServerOptions{BinDir: s.o.BinDir, Dir: filepath.Join(s.dir, "temporal-server"),
+			PGPort: s.o.Ports.PGPort, Port: s.temporalPort, UIPort: s.o.Ports.TemporalUI, Headless: s.o.Headless, Log: s.o.Log})
+	}
+	return StartTemporal(ctx, TemporalOptions{Bin: s.temporalBin, DBFile: s.temporalDB, Port: s.temporalPort,
+		UIPort: s.o.Ports.TemporalUI, Headless: s.o.Headless, Log: s.o.Log})
 }
 
 // Stop stops every server that is running.
@@ -243,7 +266,7 @@ func (s *Stack) WriteEnv(file string, cfg config.Config) error {
 // the SFTP server run inside this process), for measuring what each one costs.
 func (s *Stack) Pids() map[string]int {
 	m := map[string]int{}
-	for name, p := range map[string]*proc{"temporal": s.Temporal.proc, "versitygw": s.S3.proc, "postgres": s.Postgres.proc, "kafka": s.Kafka.proc} {
+	for name, p := range map[string]*proc{"temporal": s.Temporal.proc, "temporal-ui": s.Temporal.ui, "versitygw": s.S3.proc, "postgres": s.Postgres.proc, "kafka": s.Kafka.proc} {
 		if p != nil {
 			m[name] = p.cmd.Process.Pid
 		}

@@ -17,11 +17,15 @@ import (
 	sdklog "go.temporal.io/sdk/log"
 )
 
-// Temporal is the Temporal dev server (the `temporal` CLI's start-dev), run as a child process.
+// Temporal is a Temporal server run as a child process: the Temporal server on PostgreSQL
+// (StartTemporalServer) or the dev server (StartTemporal).
 type Temporal struct {
+	Kind    string // TemporalServer or TemporalDev
+	Version string // the server's version (TemporalServer)
 	Address string // host:port of the frontend
 	UIURL   string // empty when headless
 	proc    *proc
+	ui      *proc // the Web UI server (the dev server serves its own)
 }
 
 // TemporalOptions configures StartTemporal.
@@ -76,7 +80,7 @@ func startTemporalOnce(ctx context.Context, o TemporalOptions) (*Temporal, error
 	if !o.NoSearchAttributes {
 		args = append(args, searchattr.DevServerFlags()...)
 	}
-	t := &Temporal{Address: fmt.Sprintf("127.0.0.1:%d", o.Port)}
+	t := &Temporal{Address: fmt.Sprintf("127.0.0.1:%d", o.Port), Kind: TemporalDev}
 	if o.DBFile != "" {
 		args = append(args, "--db-filename", o.DBFile)
 	}
@@ -114,9 +118,13 @@ func startTemporalOnce(ctx context.Context, o TemporalOptions) (*Temporal, error
 	return t, nil
 }
 
-// Stop ends the dev server.
+// Stop ends the server (and its Web UI server).
 func (t *Temporal) Stop() {
 	if t != nil {
-		t.proc.stop(syscall.SIGTERM, 10*time.Second)
+		t.ui.stop(syscall.SIGTERM, 5*time.Second)
+		t.proc.stop(syscall.SIGTERM, 15*time.Second)
 	}
 }
+
+// Pid is the server's process id.
+func (t *Temporal) Pid() int { return t.proc.cmd.Process.Pid }

@@ -131,7 +131,9 @@ type fileJob struct {
 }
 
 func TestPipelineEndToEnd(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaApache})
+	// What users run: Apache Kafka, and the Temporal server on PostgreSQL with SQL visibility, whose
+	// search attributes devstack registers as setup-temporal does (searchattr.Register).
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaApache, Temporal: devstack.TemporalServer})
 	p := startPipeline(t, env, true)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()

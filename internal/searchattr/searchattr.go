@@ -3,11 +3,18 @@
 //
 //	temporal workflow list --query 'JobStatus="DEAD_LETTERED" AND RemoteHost="sftp.example.com"'
 //
-// `kafkasync dev` registers them on its Temporal dev server; `kafkasync setup-temporal` on a cluster.
+// `kafkasync dev` registers them on its Temporal server; `kafkasync setup-temporal` on a cluster.
 package searchattr
 
 import (
+	"context"
+	"errors"
+	"fmt"
+
 	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 )
 
@@ -40,4 +47,30 @@ func DevServerFlags() []string {
 		out = append(out, "--search-attribute", name+"="+typ)
 	}
 	return out
+}
+
+// Register adds every attribute of All missing from namespace: what `kafkasync setup-temporal`
+// does. Running it again changes nothing.
+func Register(ctx context.Context, c client.Client, namespace string) error {
+	have, err := c.OperatorService().ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("list search attributes in %s: %w", namespace, err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for name, typ := range All {
+		if got, ok := have.GetCustomAttributes()[name]; !ok {
+			missing[name] = typ
+		} else if got != typ {
+			return fmt.Errorf("search attribute %s in %s is %s, kafkasync needs %s", name, namespace, got, typ)
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = c.OperatorService().AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{Namespace: namespace, SearchAttributes: missing})
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("register search attributes in %s: %w", namespace, err)
+	}
+	return nil
 }

@@ -25,8 +25,11 @@ type Env struct {
 // Options tune Start.
 type Options struct {
 	SFTPReadRate int
-	// PersistTemporal keeps Temporal's state in a file, so the server can be restarted.
+	// PersistTemporal keeps the dev server's state in a file, so the server can be restarted.
 	PersistTemporal bool
+	// Temporal names the engine: devstack.TemporalDev ("", the dev server) or
+	// devstack.TemporalServer (the Temporal server on the stack's PostgreSQL).
+	Temporal string
 	// Partitions is the number of partitions of the jobs topic and the dead-letter topic (0: 3).
 	Partitions int
 	// Kafka names the broker: devstack.KafkaApache or devstack.KafkaEmbedded. Every test says which.
@@ -61,7 +64,7 @@ func Start(t testing.TB, o Options) *Env {
 	cfg.S3.Bucket = "kafkasync-test"
 	st, err := devstack.Start(ctx, devstack.Options{
 		Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: !o.PersistTemporal, SFTPReadRate: o.SFTPReadRate,
-		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Partitions: o.Partitions, Kafka: o.Kafka, Bucket: cfg.S3.Bucket,
+		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Partitions: o.Partitions, Kafka: o.Kafka, Temporal: o.Temporal, Bucket: cfg.S3.Bucket,
 		S3AccessKey: "test-access", S3SecretKey: "test-secret-key", Log: logf,
 	})
 	if err != nil {
