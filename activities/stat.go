@@ -17,10 +17,11 @@ type StatInput struct {
 	MinAge time.Duration
 }
 
-// StatResult describes the remote file.
+// StatResult describes the remote file, and names the host of the worker that looked.
 type StatResult struct {
 	Size    int64
 	ModTime time.Time
+	Host    HostClaim
 }
 
 // Stat looks at the remote file. A missing file, a directory or a size other than the announced one
@@ -66,7 +67,7 @@ func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
 			fmt.Sprintf("stat %s: modified %s ago, younger than min_age %s", in.RemotePath, age.Round(time.Second), in.MinAge),
 			ErrTypeTooYoung, temporal.ApplicationErrorOptions{NextRetryDelay: wait})
 	}
-	return StatResult{Size: fi.Size(), ModTime: fi.ModTime().UTC()}, nil
+	return StatResult{Size: fi.Size(), ModTime: fi.ModTime().UTC(), Host: HostClaim{HostID: a.HostID, Queue: a.HostQueue}}, nil
 }
 
 // HostClaim names the worker host that will run a job's host-bound steps.
@@ -75,7 +76,9 @@ type HostClaim struct {
 	Queue  string
 }
 
-// ClaimHost runs on the shared task queue; whichever worker picks it up offers its own host queue.
+// ClaimHost offers the host queue of the worker that runs it: a local activity, it runs where the
+// workflow task does. The stat offers the first host (StatResult.Host); ClaimHost the next one
+// after a move.
 func (a *Transfer) ClaimHost(ctx context.Context) (HostClaim, error) {
 	return HostClaim{HostID: a.HostID, Queue: a.HostQueue}, nil
 }

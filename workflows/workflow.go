@@ -157,13 +157,16 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 			return "stat", err
 		}
 	}
+	// The worker that ran the stat offers its host; after a move, whichever worker runs this task.
+	claim := st.Host
 	for move := 0; ; move++ {
 		r.status.HostMove = move
-		var claim activities.HostClaim
-		cctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second,
-			ScheduleToCloseTimeout: time.Hour, RetryPolicy: retry(o, 0), Summary: "pick the worker host"})
-		if err := workflow.ExecuteLocalActivity(cctx, "ClaimHost").Get(ctx, &claim); err != nil {
-			return "claim_host", err
+		if move > 0 {
+			cctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second,
+				ScheduleToCloseTimeout: time.Hour, RetryPolicy: retry(o, 0), Summary: "pick another worker host"})
+			if err := workflow.ExecuteLocalActivity(cctx, "ClaimHost").Get(ctx, &claim); err != nil {
+				return "claim_host", err
+			}
 		}
 		r.status.Host, r.res.Host = claim.HostID, claim.HostID
 		stage, err := r.hostSteps(ctx, claim, st)
