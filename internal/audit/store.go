@@ -188,7 +188,6 @@ func (s *Store) RecordAll(ctx context.Context, evs []Event) (added []Event, err 
 		}
 	}
 	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		added = added[:0]
 		b := &pgx.Batch{}
 		for _, ev := range evs {
 			queueEvent(b, ev, func() { added = append(added, ev) })

@@ -31,13 +31,7 @@ type apacheListeners struct {
 // port free a moment ago can be taken before the JVM binds it: a broker that exits while starting
 // is started again on fresh ports (a port the caller chose is kept).
 func startApacheKafka(ctx context.Context, o KafkaOptions) (*Kafka, error) {
-	for attempt := 1; ; attempt++ {
-		k, err := startApacheKafkaOnce(ctx, o)
-		if err == nil || !errors.Is(err, errExited) || attempt == 3 || ctx.Err() != nil {
-			return k, err
-		}
-		fmt.Fprintf(o.Log, "devstack: kafka exited while starting (%v); starting it again on fresh ports\n", err)
-	}
+	return startAgain(ctx, o.Log, "kafka", func() (*Kafka, error) { return startApacheKafkaOnce(ctx, o) })
 }
 
 func startApacheKafkaOnce(ctx context.Context, o KafkaOptions) (*Kafka, error) {

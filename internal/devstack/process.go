@@ -175,5 +175,20 @@ func isExecutable(p string) bool {
 	return err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0
 }
 
+// startAgain runs start until it succeeds or fails otherwise than by the server exiting while it
+// started, at most three times: a port free a moment ago can be taken before the server binds it,
+// and start picks fresh ones (ports the caller chose are kept).
+func startAgain[T any](ctx context.Context, log io.Writer, name string, start func() (T, error)) (T, error) {
+	for attempt := 1; ; attempt++ {
+		v, err := start()
+		if err == nil || !errors.Is(err, errExited) || attempt == 3 || ctx.Err() != nil {
+			return v, err
+		}
+		if log != nil {
+			fmt.Fprintf(log, "devstack: %s exited while starting (%v); starting it again on fresh ports\n", name, err)
+		}
+	}
+}
+
 // errExited marks a server that ended before it was ready.
 var errExited = errors.New("exited")

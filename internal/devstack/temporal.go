@@ -4,7 +4,6 @@ import (
 	"github.com/kafkasync/kafkasync/internal/searchattr"
 
 	"context"
-	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -46,20 +45,7 @@ type TemporalOptions struct {
 // when the server exits before it answers, it is started again on fresh ports (ports the caller
 // chose are kept).
 func StartTemporal(ctx context.Context, o TemporalOptions) (*Temporal, error) {
-	var err error
-	for attempt := 1; ; attempt++ {
-		var t *Temporal
-		t, err = startTemporalOnce(ctx, o)
-		if err == nil {
-			return t, nil
-		}
-		if !errors.Is(err, errExited) || attempt == 3 || ctx.Err() != nil {
-			return nil, err
-		}
-		if o.Log != nil {
-			fmt.Fprintf(o.Log, "devstack: temporal exited while starting (%v); starting it again on fresh ports\n", err)
-		}
-	}
+	return startAgain(ctx, o.Log, "temporal", func() (*Temporal, error) { return startTemporalOnce(ctx, o) })
 }
 
 func startTemporalOnce(ctx context.Context, o TemporalOptions) (*Temporal, error) {

@@ -19,13 +19,12 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 	sdklog "go.temporal.io/sdk/log"
 	"google.golang.org/protobuf/types/known/durationpb"
 
 	"github.com/kafkasync/kafkasync/internal/searchattr"
-
-	"go.temporal.io/api/workflowservice/v1"
 )
 
 // Kinds of Temporal the stack runs.
@@ -81,20 +80,7 @@ func StartTemporalServer(ctx context.Context, o TemporalServerOptions) (*Tempora
 	if err := setupTemporalSchema(ctx, bins["temporal-sql-tool"], schema, o.PGPort, o.Log); err != nil {
 		return nil, err
 	}
-	var err error
-	for attempt := 1; ; attempt++ {
-		var t *Temporal
-		t, err = startTemporalServerOnce(ctx, o, bins)
-		if err == nil {
-			return t, nil
-		}
-		if !errors.Is(err, errExited) || attempt == 3 || ctx.Err() != nil {
-			return nil, err
-		}
-		if o.Log != nil {
-			fmt.Fprintf(o.Log, "devstack: temporal server exited while starting (%v); starting it again on fresh ports\n", err)
-		}
-	}
+	return startAgain(ctx, o.Log, "temporal server", func() (*Temporal, error) { return startTemporalServerOnce(ctx, o, bins) })
 }
 
 // setupTemporalSchema creates the two databases and their schema with the server's own SQL tool and
