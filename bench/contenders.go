@@ -117,7 +117,7 @@ func runCmd(cmd *exec.Cmd) error {
 // kafkasyncDownload runs the Download activity (the code the worker runs) in the SDK's activity
 // test environment, against addr, into dest.
 func kafkasyncDownload(ctx context.Context, s *SSHD, k kafkasyncSettings, addr, remote, dest string, size int64) error {
-	d, err := sftpdial.New(config.SFTP{Addr: addr, User: s.User, KeyFile: s.KeyFile, KnownHosts: s.KnownHosts,
+	d, err := sftpdial.New(config.Source{Addr: addr, User: s.User, KeyFile: s.KeyFile, KnownHosts: s.KnownHosts,
 		DialTimeout: config.Duration(10 * time.Second)})
 	if err != nil {
 		return err

@@ -8,7 +8,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"path"
 	"reflect"
 	"strconv"
 	"strings"
@@ -27,7 +26,10 @@ const EnvPrefix = "KAFKASYNC_"
 type Config struct {
 	Kafka    Kafka    `toml:"kafka" envPrefix:"KAFKA_"`
 	Temporal Temporal `toml:"temporal" envPrefix:"TEMPORAL_"`
-	SFTP     SFTP     `toml:"sftp" envPrefix:"SFTP_"`
+	// SFTP is the source named "default"; Sources holds the others (and "default", when the file
+	// names it there instead).
+	SFTP     Source            `toml:"sftp" envPrefix:"SFTP_"`
+	Sources  map[string]Source `toml:"-" env:"-"`
 	Transfer Transfer `toml:"transfer" envPrefix:"TRANSFER_"`
 	S3       S3       `toml:"s3" envPrefix:"S3_"`
 	Postgres Postgres `toml:"postgres" envPrefix:"POSTGRES_"`
@@ -106,32 +108,6 @@ type Temporal struct {
 	// TLS (mutual TLS with cert_file and key_file) and an API key, e.g. for Temporal Cloud.
 	TLS    TLS    `toml:"tls" envPrefix:"TLS_"`
 	APIKey Secret `toml:"api_key" env:"API_KEY"`
-}
-
-// SFTP says how to reach and authenticate to the SFTP server, and how to verify its host key.
-type SFTP struct {
-	Addr     string `toml:"addr" env:"ADDR"`
-	User     string `toml:"user" env:"USER"`
-	Password Secret `toml:"password" env:"PASSWORD"`
-	KeyFile  string `toml:"key_file" env:"KEY_FILE"`
-	// KnownHosts is an OpenSSH known_hosts file holding the server's host key.
-	KnownHosts string `toml:"known_hosts" env:"KNOWN_HOSTS"`
-	// HostKey pins the server's public key ("ssh-ed25519 AAAA…"); used when KnownHosts is empty.
-	HostKey     string   `toml:"host_key" env:"HOST_KEY"`
-	DialTimeout Duration `toml:"dial_timeout" env:"DIAL_TIMEOUT"`
-	// MaxConnections and MaxJobs bound the SFTP connections open to the server and the jobs
-	// downloading from it, across all workers together (slots are PostgreSQL advisory locks). A
-	// download takes one job slot and as many connection slots as are free, at least one, up to
-	// transfer.connections. 0: no limit.
-	MaxConnections int `toml:"max_connections" env:"MAX_CONNECTIONS"`
-	MaxJobs        int `toml:"max_jobs" env:"MAX_JOBS"`
-	// SharedConnections is how many SSH connections each worker keeps open for stats and files of
-	// one range, which share them (each also holds a connection slot); 0: every such operation
-	// opens its own connection.
-	SharedConnections int `toml:"shared_connections" env:"SHARED_CONNECTIONS"`
-	// AllowedPaths: when set, only jobs for files in these directories (or below them) are
-	// accepted; others are refused at validation. Empty: every path the account can read.
-	AllowedPaths []string `toml:"allowed_paths" env:"ALLOWED_PATHS" envSeparator:","`
 }
 
 // Transfer tunes the workflow and the worker's local directories.
@@ -254,7 +230,7 @@ func Default() Config {
 			TaskQueue: "kafkasync",
 			UIURL:     "http://127.0.0.1:8233",
 		},
-		SFTP: SFTP{
+		SFTP: Source{
 			Addr:        "127.0.0.1:2222",
 			User:        "kafkasync",
 			KnownHosts:  ".kafkasync/sftp/known_hosts",
@@ -315,8 +291,16 @@ func Default() Config {
 func Load(path string, environ []string) (Config, error) {
 	cfg := Default()
 	if path != "" {
-		md, err := toml.DecodeFile(path, &cfg)
+		// Sources are decoded one by one, each over its defaults.
+		file := struct {
+			*Config
+			Sources map[string]toml.Primitive `toml:"sources"`
+		}{Config: &cfg}
+		md, err := toml.DecodeFile(path, &file)
 		if err != nil {
+			return Config{}, fmt.Errorf("config %s: %w", path, err)
+		}
+		if err := cfg.decodeSources(md, file.Sources); err != nil {
 			return Config{}, fmt.Errorf("config %s: %w", path, err)
 		}
 		if und := md.Undecoded(); len(und) > 0 {
@@ -336,6 +320,9 @@ func Load(path string, environ []string) (Config, error) {
 	if err := env.ParseWithOptions(&cfg, env.Options{Prefix: EnvPrefix, Environment: envs}); err != nil {
 		return Config{}, fmt.Errorf("environment: %w", err)
 	}
+	if err := cfg.sourcesFromEnv(envs); err != nil {
+		return Config{}, err
+	}
 	cfg.fill()
 	return cfg, cfg.Validate()
 }
@@ -349,6 +336,14 @@ func (c *Config) fill() {
 	}
 	if c.UI.PublicURL == "" {
 		c.UI.PublicURL = "http://" + c.UI.Listen
+	}
+	if c.Sources == nil {
+		c.Sources = map[string]Source{}
+	}
+	c.SFTP.fillWatch(c.Kafka.JobsTopic)
+	for name, s := range c.Sources {
+		s.fillWatch(c.Kafka.JobsTopic)
+		c.Sources[name] = s
 	}
 }
 
@@ -364,12 +359,9 @@ func (c Config) Validate() error {
 	check(c.Kafka.JobsTopic != "", "kafka.jobs_topic: empty")
 	check(c.Kafka.DLQTopic != c.Kafka.JobsTopic, "kafka.dlq_topic: must differ from jobs_topic")
 	check(c.Temporal.TaskQueue != "", "temporal.task_queue: empty")
-	check(c.SFTP.KnownHosts != "" || c.SFTP.HostKey != "", "sftp: set known_hosts or host_key (host keys are always verified)")
 	check(c.Transfer.Connections >= 1 && c.Transfer.Connections <= 64, "transfer.connections: %d not in 1..64", c.Transfer.Connections)
-	check(c.SFTP.MaxConnections >= 0 && c.SFTP.MaxJobs >= 0, "sftp.max_connections, sftp.max_jobs: 0 (no limit) or more")
 	check(c.Dev.Temporal == "server" || c.Dev.Temporal == "dev", "dev.temporal: %q is neither server nor dev", c.Dev.Temporal)
 	check(c.Kafka.StartsInFlight >= 1 && c.Kafka.StartsInFlight <= 1024, "kafka.starts_in_flight: %d not in 1..1024", c.Kafka.StartsInFlight)
-	check(c.SFTP.SharedConnections >= 0, "sftp.shared_connections: 0 (none) or more")
 	check(c.Transfer.RangeSize >= 64<<10, "transfer.range_size: %s below 64KiB", c.Transfer.RangeSize)
 	check(c.Transfer.MaxAttempts >= 1, "transfer.max_attempts: must be at least 1")
 	check(c.Transfer.VerifyAttempts >= 1, "transfer.verify_attempts: must be at least 1")
@@ -391,9 +383,9 @@ func (c Config) Validate() error {
 	check(c.Transfer.HostID != "" && !strings.ContainsAny(c.Transfer.HostID, " /\t"), "transfer.host_id: %q unusable in a task queue name", c.Transfer.HostID)
 	check(c.Transfer.MaxFileSize > 0, "transfer.max_file_size: must be above 0")
 	check(c.Transfer.KeepCompleted >= 0, "transfer.keep_completed: negative")
-	for _, p := range c.SFTP.AllowedPaths {
-		check(strings.HasPrefix(p, "/") && path.Clean(p) == strings.TrimSuffix(p, "/") || p == "/",
-			"sftp.allowed_paths: %q is not an absolute, normalised directory", p)
+	for _, name := range c.SourceNames() {
+		s, _ := c.Source(name)
+		errs = append(errs, validateSource(name, s)...)
 	}
 	for _, p := range c.S3.AllowedKeyPrefixes {
 		check(p != "" && !strings.HasPrefix(p, "/"), "s3.allowed_key_prefixes: %q must be non-empty and not start with /", p)
@@ -401,13 +393,20 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
-// JobPolicy is the deployment's own limits on the jobs it accepts.
+// JobPolicy is the deployment's own limits on the jobs it accepts: its sources, with the paths
+// each allows and the key prefix each puts before its keys, and the key prefixes of the bucket.
 func (c Config) JobPolicy() job.Policy {
-	return job.Policy{AllowedPaths: c.SFTP.AllowedPaths, AllowedKeyPrefixes: c.S3.AllowedKeyPrefixes}
+	p := job.Policy{Sources: map[string]job.SourcePolicy{}, AllowedKeyPrefixes: c.S3.AllowedKeyPrefixes}
+	for _, name := range c.SourceNames() {
+		s, _ := c.Source(name)
+		p.Sources[name] = job.SourcePolicy{AllowedPaths: s.AllowedPaths, KeyPrefix: s.KeyPrefix}
+	}
+	return p
 }
 
 // Environ returns the configuration as KAFKASYNC_* environment variables, secrets included: it is
-// meant for starting a child process with exactly this configuration, never for printing.
+// meant for starting a child process with this configuration, never for printing. Watch entries,
+// which only the file sets, are left out.
 func (c Config) Environ() []string {
 	var out []string
 	var walk func(v reflect.Value, prefix string)
@@ -420,7 +419,7 @@ func (c Config) Environ() []string {
 				continue
 			}
 			name, ok := f.Tag.Lookup("env")
-			if !ok {
+			if !ok || name == "-" {
 				continue
 			}
 			var s string
@@ -438,7 +437,12 @@ func (c Config) Environ() []string {
 		}
 	}
 	walk(reflect.ValueOf(c), EnvPrefix)
-	return out
+	var names []string
+	for _, name := range c.SourceNames()[1:] {
+		names = append(names, name)
+		walk(reflect.ValueOf(c.Sources[name]), SourceEnvPrefix(name))
+	}
+	return append(out, EnvPrefix+"SOURCES="+strings.Join(names, ","))
 }
 
 // Secret is a string that never prints: String, GoString and MarshalText redact it.

@@ -90,3 +90,96 @@ func TestExampleConfigLoads(t *testing.T) {
 		t.Fatalf("example config not read: %+v %+v", cfg.Metrics, cfg.Transfer)
 	}
 }
+
+func TestSources(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "k.toml")
+	os.WriteFile(file, []byte(`
+[sources.partner-a]
+host = "sftp.a.example"
+user = "kafkasync"
+key_file = "/etc/kafkasync/a_key"
+known_hosts = "/etc/kafkasync/known_hosts"
+bandwidth = "4MiB"
+bucket = "partner-a"
+key_prefix = "a/"
+on_success = "move:/done"
+on_failure = "move:/failed"
+[[sources.partner-a.watch]]
+dir = "/outbox"
+pattern = "*.csv"
+`), 0o600)
+	cfg, err := Load(file, []string{"KAFKASYNC_SOURCES_PARTNER_A_PASSWORD=env-secret",
+		"KAFKASYNC_SOURCES=partner-b", "KAFKASYNC_SOURCES_PARTNER_B_ADDR=b:2022", "KAFKASYNC_SOURCES_PARTNER_B_PASSWORD=pw",
+		"KAFKASYNC_SOURCES_PARTNER_B_HOST_KEY=ssh-ed25519 AAAA"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(cfg.SourceNames(), ","); got != "default,partner-a,partner-b" {
+		t.Fatalf("sources %s", got)
+	}
+	a, _ := cfg.Source("partner-a")
+	if a.Address() != "sftp.a.example:22" || a.Password.Reveal() != "env-secret" || a.MaxConnections != 64 || a.Bandwidth != 4<<20 {
+		t.Fatalf("partner-a %+v: defaults, file and environment", a)
+	}
+	if a.OnSuccessAction() != (Action{Kind: "move", Dir: "/done"}) || cfg.BucketFor(a) != "partner-a" {
+		t.Fatalf("partner-a actions %+v bucket %s", a.OnSuccessAction(), cfg.BucketFor(a))
+	}
+	if w := a.Watch[0]; w.Interval.D() != 30*time.Second || w.Topic != cfg.Kafka.JobsTopic || w.Recursive {
+		t.Fatalf("watch defaults %+v", w)
+	}
+	if b, _ := cfg.Source("partner-b"); b.Address() != "b:2022" || cfg.BucketFor(b) != cfg.S3.Bucket {
+		t.Fatalf("partner-b %+v", b)
+	}
+	p := cfg.JobPolicy()
+	if p.Sources["partner-a"].KeyPrefix != "a/" || len(p.Sources) != 3 {
+		t.Fatalf("policy %+v", p)
+	}
+	// A child process started with Environ sees the same sources.
+	again, err := Load("", cfg.Environ())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := again.Source("partner-a"); got.Password.Reveal() != "env-secret" || got.KeyPrefix != "a/" || got.Host != "sftp.a.example" {
+		t.Fatalf("partner-a through Environ: %+v", got)
+	}
+	if strings.Contains(fmt.Sprintf("%+v", cfg), "env-secret") {
+		t.Fatal("a source's secret printed")
+	}
+}
+
+func TestSourcesRefused(t *testing.T) {
+	dir := t.TempDir()
+	ok := "host = \"h\"\nknown_hosts = \"k\"\npassword = \"p\"\n"
+	for name, body := range map[string]string{
+		"unknown key":           "[sources.a]\n" + ok + "hots = \"x\"\n",
+		"bad name":              "[sources.Partner]\n" + ok,
+		"no host key":           "[sources.a]\nhost = \"h\"\npassword = \"p\"\n",
+		"no credentials":        "[sources.a]\nhost = \"h\"\nknown_hosts = \"k\"\n",
+		"no host":               "[sources.a]\nknown_hosts = \"k\"\npassword = \"p\"\n",
+		"addr and host":         "[sources.a]\n" + ok + "addr = \"h:22\"\n",
+		"bad on_success":        "[sources.a]\n" + ok + "on_success = \"archive\"\n",
+		"relative move":         "[sources.a]\n" + ok + "on_success = \"move:done\"\n",
+		"delete on failure":     "[sources.a]\n" + ok + "on_failure = \"delete\"\n",
+		"tiny bandwidth":        "[sources.a]\n" + ok + "bandwidth = \"1KiB\"\n",
+		"relative watch":        "[sources.a]\n" + ok + "[[sources.a.watch]]\ndir = \"in\"\n",
+		"sftp and default":      "[sftp]\nuser = \"u\"\n[sources.default]\n" + ok,
+		"unknown watch key":     "[sources.a]\n" + ok + "[[sources.a.watch]]\ndir = \"/in\"\nglob = \"*\"\n",
+		"bad pattern":           "[sources.a]\n" + ok + "[[sources.a.watch]]\ndir = \"/in\"\npattern = \"[\"\n",
+		"allowed path relative": "[sources.a]\n" + ok + "allowed_paths = [\"in\"]\n",
+	} {
+		t.Run(name, func(t *testing.T) {
+			f := filepath.Join(dir, strings.ReplaceAll(name, " ", "_")+".toml")
+			os.WriteFile(f, []byte(body), 0o600)
+			if _, err := Load(f, nil); err == nil {
+				t.Fatalf("accepted %q", body)
+			}
+		})
+	}
+	// [sources.default] alone is the default source.
+	f := filepath.Join(dir, "default.toml")
+	os.WriteFile(f, []byte("[sources.default]\n"+ok), 0o600)
+	cfg, err := Load(f, nil)
+	if err != nil || cfg.SFTP.Host != "h" || len(cfg.Sources) != 0 {
+		t.Fatalf("sources.default: %+v %v", cfg.SFTP, err)
+	}
+}

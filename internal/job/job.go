@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -29,14 +31,30 @@ type Job struct {
 	MD5        string `json:"md5,omitempty"`      // lowercase hex, 32 chars, or "" when the producer sent none
 	Size       int64  `json:"size"`               // -1 when unknown
 	DestKey    string `json:"dest_key,omitempty"` // S3 key; "" means: derive from RemotePath
+	// Source names the SFTP source the file is on; "" is the source named "default".
+	Source string `json:"source,omitempty"`
+	// KeyPrefix is the source's key_prefix, set by the Policy, never by the message.
+	KeyPrefix string `json:"key_prefix,omitempty"`
 }
 
-// Key returns the S3 object key: DestKey if set, else RemotePath without its leading slash.
+// DefaultSource is the source of a message that names none.
+const DefaultSource = "default"
+
+// Key returns the S3 object key: the source's key prefix, then DestKey if set, else RemotePath
+// without its leading slash.
 func (j Job) Key() string {
 	if j.DestKey != "" {
-		return j.DestKey
+		return j.KeyPrefix + j.DestKey
 	}
-	return strings.TrimPrefix(j.RemotePath, "/")
+	return j.KeyPrefix + strings.TrimPrefix(j.RemotePath, "/")
+}
+
+// SourceName is j.Source, "default" when empty.
+func (j Job) SourceName() string {
+	if j.Source == "" {
+		return DefaultSource
+	}
+	return j.Source
 }
 
 // WorkflowID returns "file-" + j.ID: one workflow per job, whatever the redeliveries.
@@ -44,7 +62,7 @@ func (j Job) WorkflowID() string { return "file-" + j.ID }
 
 // ValidationError says why a message was refused. Reason is a short stable code (bad_json,
 // too_large, bad_path, bad_md5, bad_id, bad_size, bad_dest_key, missing_field, mixed_format,
-// path_not_allowed, key_not_allowed); Detail a sentence for people.
+// bad_source, unknown_source, path_not_allowed, key_not_allowed); Detail a sentence for people.
 type ValidationError struct {
 	Reason string
 	Detail string
@@ -59,7 +77,7 @@ func refuse(reason, format string, args ...any) error {
 // The exact field names of both formats. encoding/json would also match other cases and
 // look-alike letters (ſ for s, the Kelvin sign for k), so names are checked before decoding.
 var (
-	currentFields = []string{"id", "remote_path", "md5", "size", "dest_key"}
+	currentFields = []string{"id", "remote_path", "md5", "size", "dest_key", "source"}
 	legacyFields  = []string{"name", "location", "hash"}
 )
 
@@ -70,6 +88,7 @@ type wire struct {
 	MD5        *string          `json:"md5"`
 	Size       *json.RawMessage `json:"size"`
 	DestKey    *string          `json:"dest_key"`
+	Source     *string          `json:"source"`
 	// The KafkaSync seed format.
 	Name     *string `json:"name"`
 	Location *string `json:"location"`
@@ -79,10 +98,18 @@ type wire struct {
 // Policy adds the deployment's own limits to the rules every job follows. The zero Policy allows
 // every path and key.
 type Policy struct {
-	// AllowedPaths: when set, a job's remote_path must be one of these directories or below one.
-	AllowedPaths []string
+	// Sources are the sources a job may name; nil: any well-formed name, with no limits.
+	Sources map[string]SourcePolicy
 	// AllowedKeyPrefixes: when set, a job's S3 key must start with one of these strings.
 	AllowedKeyPrefixes []string
+}
+
+// SourcePolicy is what one source allows.
+type SourcePolicy struct {
+	// AllowedPaths: when set, a job's remote_path must be one of these directories or below one.
+	AllowedPaths []string
+	// KeyPrefix goes before every key of the source's jobs.
+	KeyPrefix string
 }
 
 // Parse validates one message with the zero Policy.
@@ -99,7 +126,7 @@ func (p Policy) Parse(key, value []byte) (Job, error) {
 	}
 	var j Job
 	for _, rule := range []func(*wire, *Job) error{
-		oneFormat, remotePath, size, destKey, md5Field, p.pathAllowed, p.keyAllowed,
+		oneFormat, remotePath, size, destKey, md5Field, p.source, p.pathAllowed, p.keyAllowed,
 	} {
 		if err := rule(w, &j); err != nil {
 			return Job{}, err
@@ -185,7 +212,7 @@ func known(name string) bool {
 }
 
 func (w *wire) current() bool {
-	return w.ID != nil || w.RemotePath != nil || w.MD5 != nil || w.Size != nil || w.DestKey != nil
+	return w.ID != nil || w.RemotePath != nil || w.MD5 != nil || w.Size != nil || w.DestKey != nil || w.Source != nil
 }
 
 func (w *wire) legacy() bool { return w.Name != nil || w.Location != nil || w.Hash != nil }
@@ -270,17 +297,59 @@ func md5Field(w *wire, j *Job) error {
 	return err
 }
 
-// pathAllowed keeps a job inside the directories the deployment allows.
-func (p Policy) pathAllowed(_ *wire, j *Job) error {
-	if len(p.AllowedPaths) == 0 {
+// source takes the source the message names, "default" when none, and its key prefix.
+func (p Policy) source(w *wire, j *Job) error {
+	name := DefaultSource
+	if w.Source != nil {
+		name = *w.Source
+	}
+	if !sourceName.MatchString(name) {
+		return refuse("bad_source", "source %q: lower-case letters, digits and -, at most 63", name)
+	}
+	if name != DefaultSource {
+		j.Source = name
+	}
+	if p.Sources == nil {
 		return nil
 	}
-	for _, dir := range p.AllowedPaths {
+	sp, ok := p.Sources[name]
+	if !ok {
+		return refuse("unknown_source", "source %q is not configured (sources: %s)", name, strings.Join(sortedKeys(p.Sources), ", "))
+	}
+	j.KeyPrefix = sp.KeyPrefix
+	if len(j.Key()) > MaxKeyBytes {
+		return refuse("bad_dest_key", "S3 key %q is %d bytes with the source's key prefix, limit %d", j.Key(), len(j.Key()), MaxKeyBytes)
+	}
+	return nil
+}
+
+var sourceName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
+
+func sortedKeys(m map[string]SourcePolicy) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// pathAllowed keeps a job inside the directories its source allows.
+func (p Policy) pathAllowed(_ *wire, j *Job) error {
+	allowed := p.Sources[j.SourceName()].AllowedPaths
+	if len(allowed) == 0 {
+		return nil
+	}
+	for _, dir := range allowed {
 		if dir == "/" || j.RemotePath == dir || strings.HasPrefix(j.RemotePath, strings.TrimSuffix(dir, "/")+"/") {
 			return nil
 		}
 	}
-	return refuse("path_not_allowed", "remote_path %q is outside sftp.allowed_paths (%s)", j.RemotePath, strings.Join(p.AllowedPaths, ", "))
+	setting := "sftp.allowed_paths"
+	if j.Source != "" {
+		setting = "sources." + j.Source + ".allowed_paths"
+	}
+	return refuse("path_not_allowed", "remote_path %q is outside %s (%s)", j.RemotePath, setting, strings.Join(allowed, ", "))
 }
 
 // keyAllowed keeps a job's object under the key prefixes the deployment allows.
@@ -304,7 +373,11 @@ func jobID(key []byte, w *wire, j *Job) error {
 	case len(key) > 0:
 		j.ID = string(key)
 	default:
-		sum := sha256.Sum256([]byte(j.RemotePath + "\x00" + j.MD5))
+		name := j.RemotePath + "\x00" + j.MD5
+		if j.Source != "" {
+			name = j.Source + "\x00" + name // the same path on two sources is two jobs
+		}
+		sum := sha256.Sum256([]byte(name))
 		j.ID = "p-" + hex.EncodeToString(sum[:])[:24]
 		return nil
 	}

@@ -180,7 +180,10 @@ func FuzzParse(f *testing.F) {
 }
 
 func TestPolicyRefusesOutsideAllowed(t *testing.T) {
-	p := Policy{AllowedPaths: []string{"/uploads", "/partner/out/"}, AllowedKeyPrefixes: []string{"invoices/", "archive/"}}
+	p := Policy{Sources: map[string]SourcePolicy{
+		"default":   {AllowedPaths: []string{"/uploads", "/partner/out/"}},
+		"partner-b": {AllowedPaths: []string{"/outbox"}, KeyPrefix: "archive/b/"},
+	}, AllowedKeyPrefixes: []string{"invoices/", "archive/"}}
 	for _, tc := range []struct {
 		name, value, reason string
 	}{
@@ -191,6 +194,12 @@ func TestPolicyRefusesOutsideAllowed(t *testing.T) {
 		{"key outside", `{"remote_path":"/uploads/a.pdf","dest_key":"other/a.pdf"}`, "key_not_allowed"},
 		{"derived key outside", `{"remote_path":"/uploads/a.pdf"}`, "key_not_allowed"},
 		{"legacy path outside", `{"name":"shadow","location":"/etc"}`, "path_not_allowed"},
+		{"named source, its own path, its key prefix", `{"remote_path":"/outbox/a.pdf","source":"partner-b"}`, ""},
+		{"named source, the default's path", `{"remote_path":"/uploads/a.pdf","source":"partner-b"}`, "path_not_allowed"},
+		{"unknown source", `{"remote_path":"/uploads/a.pdf","source":"partner-c"}`, "unknown_source"},
+		{"source in upper case", `{"remote_path":"/uploads/a.pdf","source":"Partner-B"}`, "bad_source"},
+		{"source field in upper case", `{"remote_path":"/uploads/a.pdf","Source":"partner-b"}`, "bad_json"},
+		{"source with the legacy format", `{"name":"a","location":"/uploads","source":"default"}`, "mixed_format"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			_, err := p.Parse([]byte("k"), []byte(tc.value))
@@ -205,5 +214,13 @@ func TestPolicyRefusesOutsideAllowed(t *testing.T) {
 	}
 	if _, err := Parse([]byte("k"), []byte(`{"remote_path":"/etc/hosts"}`)); err != nil {
 		t.Fatalf("the zero Policy allows every path: %v", err)
+	}
+	j, err := p.Parse(nil, []byte(`{"remote_path":"/outbox/a.pdf","dest_key":"x.pdf","source":"partner-b"}`))
+	if err != nil || j.Key() != "archive/b/x.pdf" || j.SourceName() != "partner-b" {
+		t.Fatalf("key %q source %q: %v", j.Key(), j.Source, err)
+	}
+	same, _ := Parse(nil, []byte(`{"remote_path":"/outbox/a.pdf"}`))
+	if other, _ := Parse(nil, []byte(`{"remote_path":"/outbox/a.pdf","source":"partner-b"}`)); other.ID == same.ID {
+		t.Fatalf("the same path on two sources got one derived ID %s", same.ID)
 	}
 }

@@ -34,7 +34,7 @@ type Dialer struct {
 }
 
 // New builds a Dialer from the sftp config section, reading the key and known_hosts files once.
-func New(c config.SFTP) (*Dialer, error) {
+func New(c config.Source) (*Dialer, error) {
 	hk, algos, err := hostKeyCallback(c)
 	if err != nil {
 		return nil, err
@@ -46,7 +46,7 @@ func New(c config.SFTP) (*Dialer, error) {
 			return nil, fmt.Errorf("sftp key file: %w", err)
 		}
 		if err == nil {
-			signer, err := ssh.ParsePrivateKey(b)
+			signer, err := parseKey(b, c.KeyPassphrase)
 			if err != nil {
 				return nil, fmt.Errorf("sftp key file %s: %w", c.KeyFile, err)
 			}
@@ -63,7 +63,7 @@ func New(c config.SFTP) (*Dialer, error) {
 	if timeout <= 0 {
 		timeout = 10 * time.Second
 	}
-	return &Dialer{addr: c.Addr, timeout: timeout, cfg: &ssh.ClientConfig{
+	return &Dialer{addr: c.Address(), timeout: timeout, cfg: &ssh.ClientConfig{
 		User:            c.User,
 		Auth:            auth,
 		HostKeyCallback: hk,
@@ -78,15 +78,28 @@ func New(c config.SFTP) (*Dialer, error) {
 	}}, nil
 }
 
+// parseKey reads a private key, decrypting it with passphrase when it is encrypted.
+func parseKey(pem []byte, passphrase config.Secret) (ssh.Signer, error) {
+	signer, err := ssh.ParsePrivateKey(pem)
+	var missing *ssh.PassphraseMissingError
+	if errors.As(err, &missing) {
+		if passphrase == "" {
+			return nil, errors.New("the key is encrypted: set key_passphrase")
+		}
+		return ssh.ParsePrivateKeyWithPassphrase(pem, []byte(passphrase.Reveal()))
+	}
+	return signer, err
+}
+
 // hostKeyCallback verifies the server's key against known_hosts or the pinned key, and lists the
 // host key algorithms of the keys expected for c.Addr (nil: none known, the callback refuses all).
-func hostKeyCallback(c config.SFTP) (ssh.HostKeyCallback, []string, error) {
+func hostKeyCallback(c config.Source) (ssh.HostKeyCallback, []string, error) {
 	if c.KnownHosts != "" {
 		cb, err := knownhosts.New(c.KnownHosts)
 		if err != nil {
 			return nil, nil, fmt.Errorf("sftp known_hosts: %w", err)
 		}
-		algos, err := knownAlgorithms(cb, c.KnownHosts, c.Addr)
+		algos, err := knownAlgorithms(cb, c.KnownHosts, c.Address())
 		if err != nil {
 			return nil, nil, err
 		}

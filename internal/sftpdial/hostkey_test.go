@@ -52,7 +52,7 @@ func startSSHD(t *testing.T) opensshd {
 	return opensshd{d}
 }
 
-func (s opensshd) dial(t *testing.T, c config.SFTP) error {
+func (s opensshd) dial(t *testing.T, c config.Source) error {
 	t.Helper()
 	c.Addr, c.User, c.KeyFile, c.DialTimeout = s.Addr, s.User, s.KeyFile, config.Duration(5*time.Second)
 	d, err := sftpdial.New(c)
@@ -89,12 +89,12 @@ func TestHostKeyPinnedAgainstOpenSSH(t *testing.T) {
 		key := s.HostKeys[typ]
 		for _, tt := range []struct {
 			name string
-			c    config.SFTP
+			c    config.Source
 		}{
-			{"host_key", config.SFTP{HostKey: key}},
-			{"known_hosts", config.SFTP{KnownHosts: knownHosts(name + " " + key)}},
-			{"known_hosts hashed", config.SFTP{KnownHosts: knownHosts(knownhosts.HashHostname(name) + " " + key)}},
-			{"known_hosts among others", config.SFTP{KnownHosts: knownHosts("[127.0.0.2]:"+port+" "+s.HostKeys["ecdsa"],
+			{"host_key", config.Source{HostKey: key}},
+			{"known_hosts", config.Source{KnownHosts: knownHosts(name + " " + key)}},
+			{"known_hosts hashed", config.Source{KnownHosts: knownHosts(knownhosts.HashHostname(name) + " " + key)}},
+			{"known_hosts among others", config.Source{KnownHosts: knownHosts("[127.0.0.2]:"+port+" "+s.HostKeys["ecdsa"],
 				"other.example "+s.HostKeys["rsa"], name+" "+key)}},
 		} {
 			t.Run(typ+"/"+tt.name, func(t *testing.T) {
@@ -106,12 +106,12 @@ func TestHostKeyPinnedAgainstOpenSSH(t *testing.T) {
 	}
 	for _, tt := range []struct {
 		name string
-		c    config.SFTP
+		c    config.Source
 	}{
-		{"host_key", config.SFTP{HostKey: other}},
-		{"known_hosts", config.SFTP{KnownHosts: knownHosts(name + " " + other)}},
-		{"type the server lacks", config.SFTP{HostKey: p384}},
-		{"unknown host", config.SFTP{KnownHosts: knownHosts("other.example " + s.HostKeys["ed25519"])}},
+		{"host_key", config.Source{HostKey: other}},
+		{"known_hosts", config.Source{KnownHosts: knownHosts(name + " " + other)}},
+		{"type the server lacks", config.Source{HostKey: p384}},
+		{"unknown host", config.Source{KnownHosts: knownHosts("other.example " + s.HostKeys["ed25519"])}},
 	} {
 		t.Run("wrong key/"+tt.name, func(t *testing.T) {
 			err := s.dial(t, tt.c)

@@ -25,7 +25,7 @@ func server(t *testing.T) (*devstack.SFTP, *sftpdial.Dialer) {
 	if err := os.WriteFile(filepath.Join(srv.Root, "f"), []byte("hello"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	d, err := sftpdial.New(config.SFTP{Addr: srv.Addr, User: srv.User, KeyFile: srv.KeyFile, KnownHosts: srv.KnownHosts,
+	d, err := sftpdial.New(config.Source{Addr: srv.Addr, User: srv.User, KeyFile: srv.KeyFile, KnownHosts: srv.KnownHosts,
 		DialTimeout: config.Duration(5 * time.Second)})
 	if err != nil {
 		t.Fatal(err)
