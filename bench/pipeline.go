@@ -23,6 +23,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/faultproxy"
+	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/samplefile"
 	"github.com/kafkasync/kafkasync/internal/testproc"
 	"github.com/kafkasync/kafkasync/starter"
@@ -88,7 +89,7 @@ func startStack(ctx context.Context, o options, sshd *SSHD, dir string) (*stack,
 		s.stop()
 		return nil, err
 	}
-	if s.prod, err = workers.NewProducer(cfg.Kafka); err != nil {
+	if s.prod, err = kafkaconn.NewProducer(cfg.Kafka); err != nil {
 		s.stop()
 		return nil, err
 	}

@@ -13,7 +13,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/IBM/sarama"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/interceptor"
 	sdklog "go.temporal.io/sdk/log"
@@ -63,23 +62,6 @@ func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.C
 	return cl, nil
 }
 
-// NewProducer returns a synchronous Kafka producer that waits for every in-sync replica.
-func NewProducer(c config.Kafka) (sarama.SyncProducer, error) {
-	sc := sarama.NewConfig()
-	sc.ClientID = c.ClientID
-	sc.Producer.RequiredAcks = sarama.WaitForAll
-	sc.Producer.Return.Successes = true
-	sc.Producer.Retry.Max = 10
-	if err := kafkaconn.Apply(sc, c); err != nil {
-		return nil, err
-	}
-	p, err := sarama.NewSyncProducer(c.Brokers, sc)
-	if err != nil {
-		return nil, fmt.Errorf("kafka producer %v: %w", c.Brokers, err)
-	}
-	return p, nil
-}
-
 // NewTransfer builds the activities' clients. close releases them.
 func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t *activities.Transfer, close func(), err error) {
 	var closers []func()
@@ -102,7 +84,7 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 		return nil, close, err
 	}
 	closers = append(closers, store.Close)
-	prod, err := NewProducer(cfg.Kafka)
+	prod, err := kafkaconn.NewProducer(cfg.Kafka)
 	if err != nil {
 		return nil, close, err
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/samplefile"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workers"
@@ -180,7 +181,7 @@ func openLog(file string) (*os.File, error) {
 // runDemo writes sample files into the SFTP root, submits a job per file and reports the outcome.
 func (a *app) runDemo(ctx context.Context, out io.Writer, cfg config.Config, st *devstack.Stack) error {
 	sizes := []int64{0, 1, 64 << 10, 1 << 20, 8 << 20, 32 << 20}
-	prod, err := workers.NewProducer(cfg.Kafka)
+	prod, err := kafkaconn.NewProducer(cfg.Kafka)
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/httpserver"
+	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/starter"
@@ -99,7 +100,7 @@ order, each only after its message and every one before it were started or dead-
 
 // serveBridge runs the bridge, starting workflows through c, until ctx ends.
 func (a *app) serveBridge(ctx context.Context, cfg config.Config, c client.Client) error {
-	prod, err := workers.NewProducer(cfg.Kafka)
+	prod, err := kafkaconn.NewProducer(cfg.Kafka)
 	if err != nil {
 		return err
 	}

@@ -9,6 +9,7 @@ import (
 	"go.temporal.io/api/serviceerror"
 
 	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/samplefile"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workers"
@@ -41,7 +42,7 @@ With --wait it follows the job's workflow to the end and exits non-zero if it fa
 				}
 				j.MD5, j.Size = sum, size
 			}
-			prod, err := workers.NewProducer(a.cfg.Kafka)
+			prod, err := kafkaconn.NewProducer(a.cfg.Kafka)
 			if err != nil {
 				return err
 			}

@@ -30,13 +30,13 @@ type Config struct {
 	// names it there instead).
 	SFTP     Source            `toml:"sftp" envPrefix:"SFTP_"`
 	Sources  map[string]Source `toml:"-" env:"-"`
-	Transfer Transfer `toml:"transfer" envPrefix:"TRANSFER_"`
-	S3       S3       `toml:"s3" envPrefix:"S3_"`
-	Postgres Postgres `toml:"postgres" envPrefix:"POSTGRES_"`
-	UI       UI       `toml:"ui" envPrefix:"UI_"`
-	Metrics  Metrics  `toml:"metrics" envPrefix:"METRICS_"`
-	Log      Log      `toml:"log" envPrefix:"LOG_"`
-	Dev      Dev      `toml:"dev" envPrefix:"DEV_"`
+	Transfer Transfer          `toml:"transfer" envPrefix:"TRANSFER_"`
+	S3       S3                `toml:"s3" envPrefix:"S3_"`
+	Postgres Postgres          `toml:"postgres" envPrefix:"POSTGRES_"`
+	UI       UI                `toml:"ui" envPrefix:"UI_"`
+	Metrics  Metrics           `toml:"metrics" envPrefix:"METRICS_"`
+	Log      Log               `toml:"log" envPrefix:"LOG_"`
+	Dev      Dev               `toml:"dev" envPrefix:"DEV_"`
 }
 
 // Kafka is where jobs come from and where dead letters go.

@@ -28,6 +28,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workers"
@@ -65,7 +66,7 @@ func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	prod, err := workers.NewProducer(cfg.Kafka)
+	prod, err := kafkaconn.NewProducer(cfg.Kafka)
 	if err != nil {
 		t.Fatal(err)
 	}

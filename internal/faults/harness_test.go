@@ -24,6 +24,7 @@ import (
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/internal/testproc"
 	"github.com/kafkasync/kafkasync/workers"
@@ -103,7 +104,7 @@ func start(t *testing.T, o testenv.Options, tweak func(*config.Config)) *suite {
 	if _, err := s.store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s.prod, err = workers.NewProducer(s.cfg.Kafka); err != nil {
+	if s.prod, err = kafkaconn.NewProducer(s.cfg.Kafka); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.prod.Close() })

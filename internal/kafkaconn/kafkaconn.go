@@ -61,3 +61,20 @@ func (s *scramClient) Begin(user, password, authzID string) error {
 func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Step(challenge) }
 
 func (s *scramClient) Done() bool { return s.conv.Done() }
+
+// NewProducer returns a synchronous Kafka producer that waits for every in-sync replica.
+func NewProducer(c config.Kafka) (sarama.SyncProducer, error) {
+	sc := sarama.NewConfig()
+	sc.ClientID = c.ClientID
+	sc.Producer.RequiredAcks = sarama.WaitForAll
+	sc.Producer.Return.Successes = true
+	sc.Producer.Retry.Max = 10
+	if err := Apply(sc, c); err != nil {
+		return nil, err
+	}
+	p, err := sarama.NewSyncProducer(c.Brokers, sc)
+	if err != nil {
+		return nil, fmt.Errorf("kafka producer %v: %w", c.Brokers, err)
+	}
+	return p, nil
+}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workers"
 )
@@ -78,7 +79,7 @@ func run(role string) int {
 			return 1
 		}
 	case Bridge:
-		prod, err := workers.NewProducer(cfg.Kafka)
+		prod, err := kafkaconn.NewProducer(cfg.Kafka)
 		if err != nil {
 			log.Error("bridge", "err", err)
 			return 1
