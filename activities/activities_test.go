@@ -311,7 +311,7 @@ func TestUnknownHostKeyIsRefused(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := &activities.Transfer{SFTP: d}
+	tr := &activities.Transfer{Sources: map[string]*activities.Source{"default": {Name: "default", SFTP: d}}}
 	var s testsuite.WorkflowTestSuite
 	e := s.NewTestActivityEnvironment()
 	e.RegisterActivity(tr)

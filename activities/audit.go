@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"strings"
 
@@ -14,7 +15,7 @@ func (a *Transfer) Record(ctx context.Context, evs []audit.Event) error {
 	added, err := a.Audit.RecordAll(ctx, evs)
 	for _, ev := range added {
 		if ev.Finished {
-			metrics.Jobs.WithLabelValues(strings.ToLower(ev.Status)).Inc()
+			metrics.Jobs.WithLabelValues(strings.ToLower(ev.Status), cmp.Or(ev.Source, "default")).Inc()
 		}
 	}
 	return err

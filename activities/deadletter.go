@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -20,6 +21,7 @@ const (
 	HeaderTopic      = "original_topic"
 	HeaderPartition  = "original_partition"
 	HeaderOffset     = "original_offset"
+	HeaderSource     = "source"
 )
 
 // DeadLetterInput is a job that exhausted its retries.
@@ -33,7 +35,9 @@ type DeadLetterInput struct {
 	ErrorType  string
 	Attempts   int
 	WorkflowID string
-	// Source is where the job message was read, when known.
+	// Source names the job's SFTP source.
+	Source string
+	// Where the job message was read, when known.
 	SourceTopic     string
 	SourcePartition int32
 	SourceOffset    int64
@@ -52,6 +56,7 @@ func (a *Transfer) DeadLetter(ctx context.Context, in DeadLetterInput) error {
 			{Key: []byte(HeaderAttempts), Value: []byte(strconv.Itoa(in.Attempts))},
 			{Key: []byte(HeaderWorkflowID), Value: []byte(in.WorkflowID)},
 			{Key: []byte(HeaderJobID), Value: []byte(in.JobID)},
+			{Key: []byte(HeaderSource), Value: []byte(cmp.Or(in.Source, "default"))},
 		},
 	}
 	if in.SourceTopic != "" {

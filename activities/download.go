@@ -20,7 +20,9 @@ import (
 
 // DownloadInput says what to fetch and how to split it.
 type DownloadInput struct {
-	JobID      string
+	JobID string
+	// Source names the SFTP source ("" is default).
+	Source     string
 	RemotePath string
 	// Size is the remote size from Stat; the file must still have it.
 	Size      int64
@@ -51,6 +53,7 @@ func StagingName(jobID string) string { return jobID + ".part" }
 // fetchers report through it; mu guards done and partial.
 type download struct {
 	a     *Transfer
+	src   *Source
 	in    DownloadInput
 	name  string // the staging file
 	n     int    // ranges of the file
@@ -90,7 +93,11 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	if err := a.checkSize(in.RemotePath, in.Size); err != nil {
 		return DownloadResult{}, err
 	}
-	d := &download{a: a, in: in, name: StagingName(in.JobID), n: NumRanges(in.Size, in.RangeSize), start: start}
+	src, err := a.source(in.Source)
+	if err != nil {
+		return DownloadResult{}, err
+	}
+	d := &download{a: a, src: src, in: in, name: StagingName(in.JobID), n: NumRanges(in.Size, in.RangeSize), start: start}
 	d.plan(ctx)
 	slots, err := d.takeSlots(ctx)
 	defer slots.release()
@@ -205,6 +212,7 @@ func (d *download) report(i int, b int64, finished bool) {
 		d.lastByte.Store(time.Now().UnixNano())
 		d.fetched.Add(b)
 		metrics.Bytes.WithLabelValues("download").Add(float64(b))
+		metrics.SourceBytes.WithLabelValues(d.src.Name).Add(float64(b))
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()

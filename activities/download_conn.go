@@ -17,7 +17,7 @@ import (
 // slotSet is what an attempt holds of the SFTP server's limits: a job slot and a connection slot
 // per connection of its own (none for a connection of the shared pool, which holds its own).
 type slotSet struct {
-	a      *Transfer
+	src    *Source
 	job    *hostlimit.Lease
 	conns  []*hostlimit.Lease
 	shared bool
@@ -28,17 +28,17 @@ type slotSet struct {
 // queued download holds no disk space. A file of at most one missing range uses the shared pool: it
 // costs no handshake.
 func (d *download) takeSlots(ctx context.Context) (*slotSet, error) {
-	s := &slotSet{a: d.a, shared: d.a.Shared != nil && d.n-d.done.Len() <= 1}
-	if d.a.Limits == nil {
+	s := &slotSet{src: d.src, shared: d.src.Shared != nil && d.n-d.done.Len() <= 1}
+	if d.src.Limits == nil {
 		return s, nil
 	}
 	waiting := d.progress()
 	details := func() any { return waiting }
 	var err error
-	if s.job, err = d.a.slot(ctx, d.in.JobID, hostlimit.Job, details); err != nil || s.shared {
+	if s.job, err = d.a.slot(ctx, d.src, d.in.JobID, hostlimit.Job, details); err != nil || s.shared {
 		return s, err
 	}
-	l, err := d.a.slot(ctx, d.in.JobID, hostlimit.Conn, details)
+	l, err := d.a.slot(ctx, d.src, d.in.JobID, hostlimit.Conn, details)
 	if err == nil {
 		s.conns = append(s.conns, l)
 	}
@@ -52,12 +52,12 @@ func (s *slotSet) takeSpare(n int) int {
 	if s.shared || n <= 0 {
 		return 0
 	}
-	if s.a.Limits == nil {
+	if s.src.Limits == nil {
 		return n
 	}
 	k := 0
 	for ; k < n; k++ {
-		l, ok := s.a.Limits.TryAcquireSpare(hostlimit.Conn)
+		l, ok := s.src.Limits.TryAcquireSpare(hostlimit.Conn)
 		if !ok {
 			break
 		}
@@ -139,7 +139,7 @@ func (d *download) openFirst(ctx context.Context, slots *slotSet) (*connection, 
 
 // shared opens the remote file on a connection of the shared pool.
 func (d *download) shared(ctx context.Context) (*connection, error) {
-	c, done, err := d.a.Shared.Get(ctx)
+	c, done, err := d.src.Shared.Get(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -155,7 +155,7 @@ func (d *download) shared(ctx context.Context) (*connection, error) {
 
 // dial opens a connection of the attempt's own and the remote file on it; ctx ending drops it.
 func (d *download) dial(ctx context.Context) (*connection, error) {
-	c, err := d.a.SFTP.DialRetry(ctx)
+	c, err := d.src.SFTP.DialRetry(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +225,9 @@ func (d *download) fetchRange(ctx context.Context, rf *sftp.File, i int, start i
 			return err
 		}
 		m := min(int64(len(buf)), end-off)
+		if err := d.src.wait(ctx, int(m)); err != nil {
+			return err
+		}
 		k, rerr := rf.ReadAt(buf[:m], off)
 		if k > 0 {
 			if _, werr := d.f.WriteAt(buf[:k], off); werr != nil {

@@ -17,7 +17,10 @@ import (
 
 // SmallInput is the whole host-side transfer of one small file.
 type SmallInput struct {
-	JobID      string
+	JobID string
+	// Source names the SFTP source ("" is default); Bucket receives the object ("": s3.bucket).
+	Source     string
+	Bucket     string
 	RemotePath string
 	Size       int64
 	RangeSize  int64
@@ -64,7 +67,7 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 		}
 	}
 	if !res.Reused {
-		dl, err := a.Download(ctx, DownloadInput{JobID: in.JobID, RemotePath: in.RemotePath, Size: in.Size,
+		dl, err := a.Download(ctx, DownloadInput{JobID: in.JobID, Source: in.Source, RemotePath: in.RemotePath, Size: in.Size,
 			RangeSize: in.RangeSize, Connections: in.Connections})
 		if err != nil {
 			return res, inStep(outer, ctx, "download", err)
@@ -79,7 +82,7 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 			return res, inStep(outer, ctx, "promote", err)
 		}
 	}
-	up, err := a.Upload(ctx, UploadInput{JobID: in.JobID, Key: in.Key, MD5: res.MD5, Size: in.Size})
+	up, err := a.Upload(ctx, UploadInput{JobID: in.JobID, Bucket: in.Bucket, Key: in.Key, MD5: res.MD5, Size: in.Size})
 	if err != nil {
 		return res, inStep(outer, ctx, "upload", err)
 	}

@@ -3,6 +3,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"path"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -10,11 +11,16 @@ import (
 
 // StatInput asks for a remote file's size and age.
 type StatInput struct {
+	// Source names the SFTP source ("" is default).
+	Source     string
 	RemotePath string
 	// ExpectedSize is the size the job announced, or -1.
 	ExpectedSize int64
 	// MinAge refuses files modified less than this long ago; they may still be growing.
 	MinAge time.Duration
+	// FailedDir is the source's on_failure move directory: a file missing at RemotePath but found
+	// under it was moved there when an earlier run was dead-lettered.
+	FailedDir string
 }
 
 // StatResult describes the remote file, and names the host of the worker that looked.
@@ -38,15 +44,25 @@ func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
 	// The stat itself is short: bound it, a hung server must not hold the slot for the whole attempt.
 	sctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	c, done, err := a.session(wctx, sctx, "")
+	src, err := a.source(in.Source)
+	if err != nil {
+		return StatResult{}, err
+	}
+	c, done, err := a.session(wctx, sctx, src, "")
 	if err != nil {
 		if ctx.Err() == nil && wctx.Err() != nil {
-			err = fmt.Errorf("stat %s: every connection slot of the sftp server is in use (sftp.max_connections)", in.RemotePath)
+			err = fmt.Errorf("stat %s: every connection slot of sftp source %s is in use (max_connections)", in.RemotePath, src.Name)
 		}
 		return StatResult{}, classify("stat", err)
 	}
-	stop := abortOnEnd(sctx, c, a.Shared != nil)
+	stop := abortOnEnd(sctx, c, src.Shared != nil)
 	fi, err := c.Stat(in.RemotePath)
+	if notExist(err) && in.FailedDir != "" {
+		moved := path.Join(in.FailedDir, in.RemotePath)
+		if _, merr := c.Stat(moved); merr == nil {
+			err = fmt.Errorf("%w: on_failure moved it to %s when an earlier run was dead-lettered; move it back to replay this job, or submit a job for %s", err, moved, moved)
+		}
+	}
 	stop()
 	done(err)
 	if err != nil {

@@ -18,7 +18,6 @@ import (
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
-	"github.com/kafkasync/kafkasync/internal/hostlimit"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 )
 
@@ -44,13 +43,9 @@ const (
 // shared-queue worker has no staging folder, the host worker no Kafka producer. Methods are safe
 // for concurrent use.
 type Transfer struct {
-	SFTP *sftpdial.Dialer
-	// Shared, when set, holds a few connections that stats and small files share; nil: each opens
-	// its own.
-	Shared *sftpdial.Pool
-	// Limits holds the slots of the SFTP server's limits, shared by all workers; nil: no limits.
-	Limits *hostlimit.Limiter
-	S3     *s3.Client
+	// Sources are the SFTP sources jobs read from, by name ("default" for the [sftp] section).
+	Sources map[string]*Source
+	S3      *s3.Client
 	// Bucket receives the uploads.
 	Bucket string
 	// PartSize and Concurrency tune the multipart upload.
@@ -124,12 +119,18 @@ func classify(op string, err error) error {
 		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), ErrTypeHostKey, nil)
 	case errors.Is(err, sftpdial.ErrAuth):
 		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), ErrTypeAuth, nil)
-	case errors.Is(err, fs.ErrNotExist), errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxNoSuchFile:
+	case notExist(err):
 		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), ErrTypeRemoteNotFound, nil)
 	case errors.Is(err, fs.ErrPermission), errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxPermissionDenied:
 		return temporal.NewNonRetryableApplicationError(op+": "+err.Error(), ErrTypePermission, nil)
 	}
 	return err
+}
+
+// notExist says the remote file is not there, as the SFTP client or the local filesystem says it.
+func notExist(err error) bool {
+	var se *sftp.StatusError
+	return errors.Is(err, fs.ErrNotExist) || errors.As(err, &se) && se.FxCode() == sftp.ErrSSHFxNoSuchFile
 }
 
 func final(typ, msg string) error {

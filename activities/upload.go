@@ -1,6 +1,7 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
@@ -26,7 +27,9 @@ const MetaMD5 = "md5"
 // UploadInput names the promoted file and its object key.
 type UploadInput struct {
 	JobID string
-	Key   string
+	// Bucket receives the object ("": the worker's s3.bucket).
+	Bucket string
+	Key    string
 	// MD5 is what Verify computed for this job: the bytes read for the upload must have it.
 	MD5  string
 	Size int64
@@ -55,8 +58,9 @@ type UploadResult struct {
 func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, err error) {
 	start := time.Now()
 	defer func() { metrics.Observe("upload", start, err) }()
-	res := UploadResult{Bucket: a.Bucket, Key: in.Key}
-	head, err := a.head(ctx, in.Key)
+	in.Bucket = cmp.Or(in.Bucket, a.Bucket)
+	res := UploadResult{Bucket: in.Bucket, Key: in.Key}
+	head, err := a.head(ctx, in.Bucket, in.Key)
 	if err != nil {
 		return res, err
 	}
@@ -74,31 +78,31 @@ func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, 
 }
 
 // head returns the object's metadata, or nil when there is no such object.
-func (a *Transfer) head(ctx context.Context, key string) (*s3.HeadObjectOutput, error) {
-	head, err := a.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(a.Bucket), Key: aws.String(key)})
+func (a *Transfer) head(ctx context.Context, bucket, key string) (*s3.HeadObjectOutput, error) {
+	head, err := a.S3.HeadObject(ctx, &s3.HeadObjectInput{Bucket: aws.String(bucket), Key: aws.String(key)})
 	if isNotFound(err) {
 		return nil, nil
 	}
 	if err != nil {
-		return nil, fmt.Errorf("head s3://%s/%s: %w", a.Bucket, key, err)
+		return nil, fmt.Errorf("head s3://%s/%s: %w", bucket, key, err)
 	}
 	return head, nil
 }
 
 // checkObject compares what the server holds with what was verified.
 func (a *Transfer) checkObject(ctx context.Context, in UploadInput, res *UploadResult) error {
-	head, err := a.head(ctx, in.Key)
+	head, err := a.head(ctx, in.Bucket, in.Key)
 	if err != nil {
 		return err
 	}
 	if head == nil {
-		return fmt.Errorf("s3://%s/%s: no object after the upload", a.Bucket, in.Key)
+		return fmt.Errorf("s3://%s/%s: no object after the upload", in.Bucket, in.Key)
 	}
 	res.ObjectSize, res.ObjectMD5, res.ETag = aws.ToInt64(head.ContentLength), head.Metadata[MetaMD5], aws.ToString(head.ETag)
 	if res.ObjectSize != in.Size || res.ObjectMD5 != in.MD5 {
 		// Retryable: a concurrent job with the same key may have replaced it; the retry uploads again.
 		return fmt.Errorf("s3://%s/%s after the upload: %d bytes, md5 %q; want %d bytes, md5 %s",
-			a.Bucket, in.Key, res.ObjectSize, res.ObjectMD5, in.Size, in.MD5)
+			in.Bucket, in.Key, res.ObjectSize, res.ObjectMD5, in.Size, in.MD5)
 	}
 	return nil
 }
@@ -107,7 +111,7 @@ func (a *Transfer) checkObject(ctx context.Context, in UploadInput, res *UploadR
 func (a *Transfer) put(ctx context.Context, in UploadInput) error {
 	// An earlier attempt that died mid-upload (a killed worker) left its multipart upload open:
 	// abort it, so the bucket keeps no orphaned parts.
-	if n, err := a.abortStale(ctx, in.Key); err != nil {
+	if n, err := a.abortStale(ctx, in.Bucket, in.Key); err != nil {
 		return err
 	} else if n > 0 {
 		a.log(ctx, in.JobID).Info("aborted incomplete multipart uploads of an earlier attempt", "key", in.Key, "uploads", n)
@@ -130,7 +134,7 @@ func (a *Transfer) put(ctx context.Context, in UploadInput) error {
 		}
 	})
 	_, err = tm.UploadObject(ctx, &transfermanager.UploadObjectInput{
-		Bucket:        aws.String(a.Bucket),
+		Bucket:        aws.String(in.Bucket),
 		Key:           aws.String(in.Key),
 		Body:          body,
 		ContentLength: aws.Int64(in.Size),
@@ -141,7 +145,7 @@ func (a *Transfer) put(ctx context.Context, in UploadInput) error {
 		return final(ErrTypeChecksumMismatch, mismatch.Error())
 	}
 	if err != nil {
-		return fmt.Errorf("upload s3://%s/%s: %w", a.Bucket, in.Key, err)
+		return fmt.Errorf("upload s3://%s/%s: %w", in.Bucket, in.Key, err)
 	}
 	return nil
 }
@@ -165,21 +169,21 @@ func (a *Transfer) heartbeatWhile(ctx context.Context, details func() any) (stop
 }
 
 // abortStale aborts every incomplete multipart upload of exactly key and returns how many.
-func (a *Transfer) abortStale(ctx context.Context, key string) (int, error) {
+func (a *Transfer) abortStale(ctx context.Context, bucket, key string) (int, error) {
 	n := 0
-	p := s3.NewListMultipartUploadsPaginator(a.S3, &s3.ListMultipartUploadsInput{Bucket: aws.String(a.Bucket), Prefix: aws.String(key)})
+	p := s3.NewListMultipartUploadsPaginator(a.S3, &s3.ListMultipartUploadsInput{Bucket: aws.String(bucket), Prefix: aws.String(key)})
 	for p.HasMorePages() {
 		page, err := p.NextPage(ctx)
 		if err != nil {
-			return n, fmt.Errorf("list multipart uploads of s3://%s/%s: %w", a.Bucket, key, err)
+			return n, fmt.Errorf("list multipart uploads of s3://%s/%s: %w", bucket, key, err)
 		}
 		for _, u := range page.Uploads {
 			if aws.ToString(u.Key) != key {
 				continue
 			}
-			_, err := a.S3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(a.Bucket), Key: u.Key, UploadId: u.UploadId})
+			_, err := a.S3.AbortMultipartUpload(ctx, &s3.AbortMultipartUploadInput{Bucket: aws.String(bucket), Key: u.Key, UploadId: u.UploadId})
 			if err != nil && !isNotFound(err) {
-				return n, fmt.Errorf("abort multipart upload %s of s3://%s/%s: %w", aws.ToString(u.UploadId), a.Bucket, key, err)
+				return n, fmt.Errorf("abort multipart upload %s of s3://%s/%s: %w", aws.ToString(u.UploadId), bucket, key, err)
 			}
 			n++
 		}

@@ -65,7 +65,7 @@ func (s *stack) runCeiling(ctx context.Context, n, steps, inFlight int) (float64
 			for i := range ids {
 				j := job.Job{ID: fmt.Sprintf("ceiling-%05d", i), RemotePath: fmt.Sprintf("/ceiling/f%05d.bin", i), Size: 64 << 10}
 				msg := &sarama.ConsumerMessage{Topic: s.cfg.Kafka.JobsTopic, Offset: int64(i)}
-				opts := starter.StartOptions(ceilingQueue, "127.0.0.1", j, msg)
+				opts := starter.StartOptions(ceilingQueue, starter.Target{Host: "127.0.0.1"}, j, msg)
 				if _, err := s.c.ExecuteWorkflow(gctx, opts, "BenchCeiling", j.ID, steps); err != nil {
 					return err
 				}

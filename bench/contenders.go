@@ -128,7 +128,7 @@ func kafkasyncDownload(ctx context.Context, s *SSHD, k kafkasyncSettings, addr, 
 	}
 	defer root.Close()
 	quiet := slog.New(slog.DiscardHandler)
-	tr := &activities.Transfer{SFTP: d, Staging: root, Connections: k.Connections, ChunkSize: k.ChunkSize,
+	tr := &activities.Transfer{Sources: map[string]*activities.Source{"default": {Name: "default", SFTP: d}}, Staging: root, Connections: k.Connections, ChunkSize: k.ChunkSize,
 		Heartbeat: time.Second, HostID: "bench", Logger: quiet, ReadersPerConnection: k.Readers, SyncEvery: k.SyncEvery}
 	var ts testsuite.WorkflowTestSuite
 	ts.SetLogger(sdklog.NewStructuredLogger(quiet))

@@ -19,6 +19,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/job"
@@ -55,8 +56,9 @@ type Bridge struct {
 	InFlight int
 	// Backoff bounds the wait between retries while Temporal or the dead-letter topic is unreachable.
 	Backoff time.Duration
-	// RemoteHost is the SFTP server's host, stored in each workflow's RemoteHost search attribute.
-	RemoteHost string
+	// Sources says, per source name, where its jobs' files are and go; a job of a source not
+	// listed goes to Options.Bucket with no RemoteHost search attribute.
+	Sources map[string]Target
 	// Policy holds the deployment's limits on paths and keys, applied at validation.
 	Policy job.Policy
 	// OnStarted, when set, is called after each accepted start (for metrics and tests).
@@ -144,16 +146,16 @@ func (b *Bridge) handle(ctx context.Context, msg *sarama.ConsumerMessage) error 
 		return err
 	})
 	if errors.Is(err, errPermanent) {
-		return b.refuse(ctx, log, msg, refusal{reason: err.Error(), stage: StageStart, jobID: j.ID, workflowID: j.WorkflowID()})
+		return b.refuse(ctx, log, msg, refusal{reason: err.Error(), stage: StageStart, jobID: j.ID, workflowID: j.WorkflowID(), source: j.SourceName()})
 	}
 	if err != nil {
 		return err
 	}
 	log.Info("job started", "job_id", j.ID, "workflow_id", j.WorkflowID(), "duplicate", dup)
 	if dup {
-		metrics.Jobs.WithLabelValues("duplicate").Inc()
+		metrics.Jobs.WithLabelValues("duplicate", j.SourceName()).Inc()
 	} else {
-		metrics.Jobs.WithLabelValues("started").Inc()
+		metrics.Jobs.WithLabelValues("started", j.SourceName()).Inc()
 	}
 	if b.OnStarted != nil {
 		b.OnStarted(j.ID, dup)
@@ -187,9 +189,14 @@ func (b *Bridge) retry(ctx context.Context, log *slog.Logger, what string, op fu
 // (running, or completed successfully). A running one is told apart only with a client dialed by
 // workers.Dial (startreport.Interceptor); other clients count it as started.
 func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessage) (duplicate bool, err error) {
-	opts := StartOptions(b.TaskQueue, b.RemoteHost, j, msg)
+	t := b.Sources[j.SourceName()]
+	opts := StartOptions(b.TaskQueue, t, j, msg)
 	in := workflows.Input{Job: j, Message: msg.Value, Key: msg.Key, SourceTopic: msg.Topic,
 		SourcePartition: msg.Partition, SourceOffset: msg.Offset, Options: b.Options, Indexed: true}
+	if t.Bucket != "" {
+		in.Options.Bucket = t.Bucket
+	}
+	in.Options.OnSuccess, in.Options.OnFailure = t.OnSuccess, t.OnFailure
 	sctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	sctx, report := startreport.Watch(sctx)
@@ -213,7 +220,7 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 // StartOptions are the options of a job's start: its workflow ID, indexed search attributes and
 // summary. The start is eager: when this client runs a worker on the task queue, the server hands
 // the first workflow task back with the start, without a trip through the task queue.
-func StartOptions(taskQueue, remoteHost string, j job.Job, msg *sarama.ConsumerMessage) client.StartWorkflowOptions {
+func StartOptions(taskQueue string, t Target, j job.Job, msg *sarama.ConsumerMessage) client.StartWorkflowOptions {
 	opts := client.StartWorkflowOptions{
 		ID:                       j.WorkflowID(),
 		TaskQueue:                taskQueue,
@@ -227,9 +234,9 @@ func StartOptions(taskQueue, remoteHost string, j job.Job, msg *sarama.ConsumerM
 			msg.Offset, j.Key()),
 	}
 	sa := []temporal.SearchAttributeUpdate{searchattr.JobID.ValueSet(j.ID), searchattr.FileName.ValueSet(path.Base(j.RemotePath)),
-		searchattr.JobStatus.ValueSet(audit.StatusQueued)}
-	if remoteHost != "" {
-		sa = append(sa, searchattr.RemoteHost.ValueSet(remoteHost))
+		searchattr.JobStatus.ValueSet(audit.StatusQueued), searchattr.Source.ValueSet(j.SourceName())}
+	if t.Host != "" {
+		sa = append(sa, searchattr.RemoteHost.ValueSet(t.Host))
 	}
 	if j.Size >= 0 {
 		sa = append(sa, searchattr.FileSize.ValueSet(j.Size))
@@ -309,7 +316,27 @@ func requireTopics(cl sarama.Client, topics ...string) error {
 // New builds the bridge the config describes.
 func New(cfg config.Config, c WorkflowStarter, dlq sarama.SyncProducer, log *slog.Logger) *Bridge {
 	return &Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: WorkflowOptions(cfg), DLQ: dlq, InFlight: cfg.Kafka.StartsInFlight,
-		DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: 30 * time.Second, RemoteHost: hostOf(cfg.SFTP.Addr), Policy: cfg.JobPolicy()}
+		DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: 30 * time.Second, Sources: Targets(cfg), Policy: cfg.JobPolicy()}
+}
+
+// Target is where one source's jobs come from and go: the host of its SFTP server and its bucket.
+type Target struct {
+	Host   string
+	Bucket string
+	// OnSuccess and OnFailure are the source's actions on the remote file.
+	OnSuccess, OnFailure activities.FileAction
+}
+
+// Targets lists the Target of every source the config names.
+func Targets(cfg config.Config) map[string]Target {
+	out := map[string]Target{}
+	for _, name := range cfg.SourceNames() {
+		s, _ := cfg.Source(name)
+		ok, failed := s.OnSuccessAction(), s.OnFailureAction()
+		out[name] = Target{Host: hostOf(s.Address()), Bucket: cfg.BucketFor(s),
+			OnSuccess: activities.FileAction{Kind: ok.Kind, Dir: ok.Dir}, OnFailure: activities.FileAction{Kind: failed.Kind, Dir: failed.Dir}}
+	}
+	return out
 }
 
 // RunConfig runs b in the consumer group the config names until ctx ends.

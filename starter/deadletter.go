@@ -37,6 +37,7 @@ const truncatedReasonBytes = 1 << 10
 type refusal struct {
 	reason, stage     string
 	jobID, workflowID string // empty when the message is not a valid job
+	source            string // the job's source; empty when the message is not a valid job
 }
 
 // refuse dead-letters msg and records it in the audit trail, retrying both until they succeed or
@@ -67,7 +68,7 @@ func (b *Bridge) refuse(ctx context.Context, log *slog.Logger, msg *sarama.Consu
 	}
 	log.Warn("job refused", "reason", r.reason, "stage", r.stage, "job_id", r.jobID,
 		"dlq_partition", d.Partition, "dlq_offset", d.Offset)
-	metrics.Jobs.WithLabelValues("refused").Inc()
+	metrics.Jobs.WithLabelValues("refused", r.source).Inc()
 	return nil
 }
 
@@ -109,7 +110,8 @@ func (b *Bridge) dlqMessage(msg *sarama.ConsumerMessage, r refusal, limit int) *
 		header(activities.HeaderOffset, strconv.FormatInt(msg.Offset, 10)),
 	}
 	if r.jobID != "" {
-		h = append(h, header(activities.HeaderJobID, r.jobID), header(activities.HeaderWorkflowID, r.workflowID))
+		h = append(h, header(activities.HeaderJobID, r.jobID), header(activities.HeaderWorkflowID, r.workflowID),
+			header(activities.HeaderSource, r.source))
 	}
 	if truncated {
 		sum := sha256.Sum256(msg.Value)
@@ -126,7 +128,7 @@ func (b *Bridge) refusalRow(msg *sarama.ConsumerMessage, r refusal, p int32, o i
 		Stage: r.stage, OriginTopic: &msg.Topic, OriginPartition: &msg.Partition, OriginOffset: &msg.Offset, PublishedAt: at}
 	// The job id as the dashboard's indexer reads it: the header, else the message key.
 	if id := r.jobID; id != "" {
-		d.JobID, d.WorkflowID = &id, &r.workflowID
+		d.JobID, d.WorkflowID, d.Source = &id, &r.workflowID, &r.source
 	} else if len(msg.Key) > 0 {
 		k := string(msg.Key)
 		d.JobID = &k

@@ -76,6 +76,9 @@ type jobsData struct {
 	Counts map[string]int64 `json:"counts"`
 	Status string           `json:"status,omitempty"`
 	Name   string           `json:"name,omitempty"`
+	Source string           `json:"source,omitempty"`
+	// Sources are the ones the filter offers.
+	Sources []string `json:"-"`
 	// Next is the query of the next (older) page; empty on the last page.
 	Next  string `json:"next,omitempty"`
 	Paged bool   `json:"-"`
@@ -83,9 +86,12 @@ type jobsData struct {
 }
 
 func (h *handlers) list(c echo.Context) (jobsData, error) {
-	f := audit.Filter{Status: strings.ToUpper(strings.ReplaceAll(c.QueryParam("status"), "-", "_")), Name: c.QueryParam("name"), Limit: 50}
+	f := audit.Filter{Status: strings.ToUpper(strings.ReplaceAll(c.QueryParam("status"), "-", "_")), Name: c.QueryParam("name"), Source: c.QueryParam("source"), Limit: 50}
 	if f.Status != "" && !validStatus(f.Status) {
 		return jobsData{}, echo.NewHTTPError(http.StatusBadRequest, "unknown status "+c.QueryParam("status"))
+	}
+	if len(f.Source) > 63 {
+		return jobsData{}, echo.NewHTTPError(http.StatusBadRequest, "source filter longer than 63 characters")
 	}
 	if len(f.Name) > 256 {
 		return jobsData{}, echo.NewHTTPError(http.StatusBadRequest, "name filter longer than 256 characters")
@@ -121,7 +127,10 @@ func (h *handlers) list(c echo.Context) (jobsData, error) {
 	if f.Name != "" {
 		q.Set("name", f.Name)
 	}
-	d := jobsData{Jobs: jobs, Counts: counts, Status: f.Status, Name: f.Name, Paged: f.BeforeID != "", Query: q.Encode()}
+	if f.Source != "" {
+		q.Set("source", f.Source)
+	}
+	d := jobsData{Jobs: jobs, Counts: counts, Status: f.Status, Name: f.Name, Source: f.Source, Sources: h.o.Sources, Paged: f.BeforeID != "", Query: q.Encode()}
 	if len(jobs) == f.Limit {
 		last := jobs[len(jobs)-1]
 		q.Set("before", fmt.Sprintf("%d|%s", last.CreatedAt.UnixNano(), last.JobID))
@@ -337,7 +346,7 @@ func (h *handlers) resolve(c echo.Context, action string) (audit.DeadLetter, err
 	case err != nil:
 		return d, echo.NewHTTPError(http.StatusBadGateway, err.Error()).SetInternal(err)
 	}
-	metrics.Jobs.WithLabelValues(action).Inc()
+	metrics.Jobs.WithLabelValues(action, deref(d.Source)).Inc()
 	h.o.Logger.Info("dead letter "+action, "topic", h.o.DLQTopic, "partition", p, "offset", o, "job_id", deref(d.JobID),
 		"workflow_id", deref(d.WorkflowID), "actor", actor)
 	return d, nil

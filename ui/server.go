@@ -75,6 +75,8 @@ type Options struct {
 	Metrics http.Handler
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
+	// Sources names the SFTP sources, for the jobs filter (nil: no source filter offered).
+	Sources []string
 }
 
 // SubmitResult is where a submitted job message went.

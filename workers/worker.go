@@ -75,10 +75,6 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 			close()
 		}
 	}()
-	dialer, err := sftpdial.New(cfg.SFTP)
-	if err != nil {
-		return nil, close, err
-	}
 	store, err := audit.OpenMigrated(ctx, cfg.Postgres.DSN.Reveal())
 	if err != nil {
 		return nil, close, err
@@ -103,12 +99,8 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 	if err != nil {
 		return nil, close, err
 	}
-	limits := hostlimit.New(cfg.Postgres.DSN.Reveal(), cfg.SFTP.Addr,
-		hostlimit.Limits{Connections: cfg.SFTP.MaxConnections, Jobs: cfg.SFTP.MaxJobs}, logger)
-	closers = append(closers, limits.Close)
 	t = &activities.Transfer{
-		SFTP:          dialer,
-		Limits:        limits,
+		Sources:       map[string]*activities.Source{},
 		S3:            s3c,
 		Bucket:        cfg.S3.Bucket,
 		PartSize:      int64(cfg.S3.PartSize),
@@ -127,13 +119,38 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 		KeepCompleted: cfg.Transfer.KeepCompleted.D(),
 		Logger:        logger,
 	}
-	if n := cfg.SFTP.SharedConnections; n > 0 {
-		// Up to 16 operations share a connection before another is opened; one unused for 15 s closes.
-		t.Shared = sftpdial.NewPool(dialer, n, 16, 15*time.Second, activities.PoolSlots(t))
-		// Closed before the limiter (closers run last first), so the slots go back while it is up.
-		closers = append(closers, t.Shared.Close)
+	for _, name := range cfg.SourceNames() {
+		sc, _ := cfg.Source(name)
+		src, closeSrc, err := newSource(cfg, name, sc, t, logger)
+		if err != nil {
+			return nil, close, fmt.Errorf("source %s: %w", name, err)
+		}
+		closers = append(closers, closeSrc)
+		t.Sources[name] = src
 	}
 	return t, close, nil
+}
+
+// newSource builds what the activities need of one SFTP source.
+func newSource(cfg config.Config, name string, sc config.Source, t *activities.Transfer, logger *slog.Logger) (*activities.Source, func(), error) {
+	dialer, err := sftpdial.New(sc)
+	if err != nil {
+		return nil, nil, err
+	}
+	src := &activities.Source{Name: name, SFTP: dialer, Rate: activities.NewRate(int64(sc.Bandwidth)),
+		Limits: hostlimit.New(cfg.Postgres.DSN.Reveal(), "source:"+name,
+			hostlimit.Limits{Connections: sc.MaxConnections, Jobs: sc.MaxJobs}, logger.With("source", name))}
+	if n := sc.SharedConnections; n > 0 {
+		// Up to 16 operations share a connection before another is opened; one unused for 15 s closes.
+		src.Shared = sftpdial.NewPool(dialer, n, 16, 15*time.Second, activities.PoolSlots(t, src))
+	}
+	return src, func() {
+		// The pool first, so its slots go back while the limiter is up.
+		if src.Shared != nil {
+			src.Shared.Close()
+		}
+		src.Limits.Close()
+	}, nil
 }
 
 // ProgressEvery is how often a running transfer reports its progress to Temporal.

@@ -42,6 +42,10 @@ type Options struct {
 	Bucket         string
 	// SmallFile: files up to this size run their host-bound steps as one activity (Small); 0: never.
 	SmallFile int64
+	// OnSuccess and OnFailure are what happens to the remote file after the job succeeded or was
+	// dead-lettered (the source's on_success and on_failure); the zero value keeps it.
+	OnSuccess activities.FileAction
+	OnFailure activities.FileAction
 }
 
 // Input is the workflow's argument: the validated job, the original message for the dead-letter
@@ -101,12 +105,14 @@ type run struct {
 	quiet bool
 	// pending holds the audit events recorded since the last flush.
 	pending []audit.Event
+	// seen is the remote file the stat found (Size -1 before).
+	seen activities.StatResult
 }
 
 // FileTransfer runs one job: stat, then on one host download, verify, promote and upload, with an
 // audit event for each step. A job that fails for good goes to the dead-letter topic.
 func FileTransfer(ctx workflow.Context, in Input) (Result, error) {
-	r := &run{in: in, info: workflow.GetInfo(ctx)}
+	r := &run{in: in, info: workflow.GetInfo(ctx), seen: activities.StatResult{Size: -1}}
 	r.res = Result{JobID: in.Job.ID, Size: in.Job.Size, MD5: in.Job.MD5, Key: in.Job.Key(), Bucket: in.Options.Bucket}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (Status, error) { return r.status, nil }); err != nil {
 		return Result{}, err
@@ -114,12 +120,15 @@ func FileTransfer(ctx workflow.Context, in Input) (Result, error) {
 	stage, err := r.transfer(ctx)
 	if err == nil {
 		if err = r.flush(ctx); err == nil {
+			r.dispose(ctx, in.Options.OnSuccess)
 			r.status.Stage = "done"
 			return r.res, nil
 		}
 		stage = "audit"
 	}
-	return r.res, r.deadLetter(ctx, stage, err)
+	err = r.deadLetter(ctx, stage, err)
+	r.dispose(ctx, in.Options.OnFailure)
+	return r.res, err
 }
 
 func (r *run) transfer(ctx workflow.Context) (string, error) {
@@ -140,12 +149,12 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 	// Ten minutes: Stat may wait for a slot of the SFTP server's connection limit.
 	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Minute,
 		ScheduleToCloseTimeout: 24 * time.Hour, RetryPolicy: retry(o, o.MaxAttempts), Summary: "stat " + r.in.Job.RemotePath})
-	if err := workflow.ExecuteLocalActivity(sctx, "Stat", activities.StatInput{
-		RemotePath: r.in.Job.RemotePath, ExpectedSize: r.in.Job.Size, MinAge: o.MinAge,
+	if err := workflow.ExecuteLocalActivity(sctx, "Stat", activities.StatInput{Source: r.in.Job.Source,
+		RemotePath: r.in.Job.RemotePath, ExpectedSize: r.in.Job.Size, MinAge: o.MinAge, FailedDir: o.OnFailure.Dir,
 	}).Get(ctx, &st); err != nil {
 		return "stat", err
 	}
-	r.res.Size = st.Size
+	r.res.Size, r.seen = st.Size, st
 	if err := r.record(ctx, "stat", "succeeded", audit.StatusQueued, func(ev *audit.Event) {
 		ev.SizeKnown, ev.Size = true, st.Size
 		ev.Detail = fmt.Sprintf("%d bytes, modified %s", st.Size, st.ModTime.UTC().Format(time.RFC3339))
@@ -207,7 +216,7 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		var dl activities.DownloadResult
 		err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour,
 			Summary: fmt.Sprintf("download %s (%d bytes) on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)}, o.MaxAttempts),
-			a.Download, activities.DownloadInput{JobID: r.in.Job.ID, RemotePath: r.in.Job.RemotePath, Size: st.Size,
+			a.Download, activities.DownloadInput{JobID: r.in.Job.ID, Source: r.in.Job.Source, RemotePath: r.in.Job.RemotePath, Size: st.Size,
 				RangeSize: o.RangeSize, Connections: o.Connections}).Get(ctx, &dl)
 		if err != nil {
 			r.attempts += attemptsOf(err, o.MaxAttempts)
@@ -263,7 +272,7 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 	var up activities.UploadResult
 	if err := workflow.ExecuteActivity(host(workflow.ActivityOptions{StartToCloseTimeout: 24 * time.Hour,
 		Summary: fmt.Sprintf("upload to s3://%s/%s", o.Bucket, r.in.Job.Key())}, o.MaxAttempts),
-		a.Upload, activities.UploadInput{JobID: r.in.Job.ID, Key: r.in.Job.Key(), MD5: sum, Size: st.Size}).Get(ctx, &up); err != nil {
+		a.Upload, activities.UploadInput{JobID: r.in.Job.ID, Bucket: o.Bucket, Key: r.in.Job.Key(), MD5: sum, Size: st.Size}).Get(ctx, &up); err != nil {
 		return "upload", err
 	}
 	r.res.Bucket, r.res.Key, r.res.UploadSkipped = up.Bucket, up.Key, up.Skipped
@@ -292,7 +301,7 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 		}
 		var sr activities.SmallResult
 		summary := fmt.Sprintf("download, verify, promote and upload %s (%d bytes) on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)
-		in := activities.SmallInput{JobID: r.in.Job.ID, RemotePath: r.in.Job.RemotePath, Size: st.Size,
+		in := activities.SmallInput{JobID: r.in.Job.ID, Source: r.in.Job.Source, Bucket: o.Bucket, RemotePath: r.in.Job.RemotePath, Size: st.Size,
 			RangeSize: o.RangeSize, Connections: o.Connections, MD5: r.in.Job.MD5, Key: r.in.Job.Key()}
 		// An hour per attempt: the download may wait that long for a slot of the SFTP server's
 		// limits (the SDK keeps the workflow task alive meanwhile).
@@ -404,7 +413,7 @@ func (r *run) deadLetter(ctx workflow.Context, stage string, cause error) error 
 		retry(r.in.Options, 0))
 	status, outcome := audit.StatusDeadLettered, "succeeded"
 	dlErr := workflow.ExecuteActivity(dctx, a.DeadLetter, activities.DeadLetterInput{
-		JobID: r.in.Job.ID, Message: r.in.Message, Key: r.in.Key, Reason: reason, Stage: stage, ErrorType: typ,
+		JobID: r.in.Job.ID, Source: r.in.Job.Source, Message: r.in.Message, Key: r.in.Key, Reason: reason, Stage: stage, ErrorType: typ,
 		Attempts: attempts, WorkflowID: r.info.WorkflowExecution.ID, SourceTopic: r.in.SourceTopic,
 		SourcePartition: r.in.SourcePartition, SourceOffset: r.in.SourceOffset,
 	}).Get(ctx, nil)
@@ -454,7 +463,7 @@ func (r *run) record(ctx workflow.Context, step, outcome, status string, fill fu
 	ev := audit.Event{
 		JobID: r.in.Job.ID, WorkflowID: r.info.WorkflowExecution.ID, RunID: r.info.WorkflowExecution.RunID,
 		Seq: r.seq, Step: step, Outcome: outcome, Status: status, At: workflow.Now(ctx),
-		RemotePath: r.in.Job.RemotePath, S3Bucket: r.in.Options.Bucket, S3Key: r.in.Job.Key(),
+		RemotePath: r.in.Job.RemotePath, Source: r.in.Job.Source, S3Bucket: r.in.Options.Bucket, S3Key: r.in.Job.Key(),
 		Attempts: r.attempts,
 	}
 	if fill != nil {
@@ -541,4 +550,43 @@ func errorMessage(err error) string {
 		return te.Error()
 	}
 	return err.Error()
+}
+
+// dispose applies the source's action to the remote file once the job has ended, as a step of its
+// own with its own audit event: its failure is recorded, never undoes the archive and never fails
+// the workflow.
+func (r *run) dispose(ctx workflow.Context, act activities.FileAction) {
+	if act.Kind != "delete" && act.Kind != "move" || r.seen.Size < 0 {
+		return
+	}
+	r.status.Stage = "source_file"
+	summary := act.Kind + " " + r.in.Job.RemotePath
+	if act.Kind == "move" {
+		summary += " to " + act.Dir
+	}
+	var res activities.DisposeResult
+	err := workflow.ExecuteActivity(withOpts(ctx, workflow.ActivityOptions{StartToCloseTimeout: 2 * time.Minute,
+		ScheduleToCloseTimeout: time.Hour, Summary: summary}, retry(r.in.Options, r.in.Options.MaxAttempts)),
+		a.Dispose, activities.DisposeInput{Source: r.in.Job.Source, RemotePath: r.in.Job.RemotePath, Action: act.Kind, Dir: act.Dir,
+			Size: r.seen.Size, ModTime: r.seen.ModTime}).Get(ctx, &res)
+	status := r.saStatus
+	outcome := "succeeded"
+	if err != nil {
+		outcome = "failed"
+	}
+	rerr := r.record(ctx, "source_file", outcome, status, func(ev *audit.Event) {
+		ev.Detail = res.Outcome
+		if res.To != "" {
+			ev.Detail += " to " + res.To
+		}
+		if err != nil {
+			ev.Error, ev.Detail = errorMessage(err), summary+" failed; the archive is not affected"
+		}
+	})
+	if rerr == nil {
+		rerr = r.flush(ctx)
+	}
+	if err != nil || rerr != nil {
+		workflow.GetLogger(ctx).Warn("source file action", "job_id", r.in.Job.ID, "action", act.Kind, "error", err, "audit_error", rerr)
+	}
 }

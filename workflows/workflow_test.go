@@ -250,3 +250,58 @@ func TestSmallFileTimeoutNamesTheStepThatHung(t *testing.T) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
 	}
 }
+
+// on_success runs after the SUCCEEDED row as its own step with its own event; its failure is
+// recorded and the job still succeeds. on_failure runs after the dead letter.
+func TestSourceFileActions(t *testing.T) {
+	for _, tc := range []struct {
+		name      string
+		ok        bool
+		disposeOK bool
+		want      string
+	}{
+		{"moved after success", true, true, "source_file:succeeded:SUCCEEDED"},
+		{"a failed move never undoes the archive", true, false, "source_file:failed:SUCCEEDED"},
+		{"moved after the dead letter", false, true, "source_file:succeeded:DEAD_LETTERED"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			f := setup(t)
+			f.env.OnActivity(a.Download, mockAny, mockAny).Return(activities.DownloadResult{Size: 10, Fetched: 10, Attempt: 1}, nil)
+			sum := input().Job.MD5
+			if !tc.ok {
+				sum = "ffffffffffffffffffffffffffffffff"
+			}
+			f.env.OnActivity(a.Verify, mockAny, mockAny).Return(func(context.Context, activities.VerifyInput) (activities.VerifyResult, error) {
+				if !tc.ok {
+					return activities.VerifyResult{}, temporal.NewNonRetryableApplicationError("md5 "+sum, activities.ErrTypeChecksumMismatch, nil)
+				}
+				return activities.VerifyResult{MD5: sum}, nil
+			})
+			var got []activities.DisposeInput
+			f.env.OnActivity(a.Dispose, mockAny, mockAny).Return(func(_ context.Context, in activities.DisposeInput) (activities.DisposeResult, error) {
+				got = append(got, in)
+				if !tc.disposeOK {
+					return activities.DisposeResult{}, temporal.NewNonRetryableApplicationError("permission denied", activities.ErrTypePermission, nil)
+				}
+				return activities.DisposeResult{Outcome: "moved", To: "/done/in/a.bin"}, nil
+			})
+			in := input()
+			in.Options.OnSuccess = activities.FileAction{Kind: "move", Dir: "/done"}
+			in.Options.OnFailure = activities.FileAction{Kind: "move", Dir: "/failed"}
+			f.env.ExecuteWorkflow(Name, in)
+			if err := f.env.GetWorkflowError(); (err == nil) != tc.ok {
+				t.Fatalf("workflow error %v", err)
+			}
+			wantDir := "/done"
+			if !tc.ok {
+				wantDir = "/failed"
+			}
+			if len(got) != 1 || got[0].Action != "move" || got[0].Dir != wantDir || got[0].RemotePath != "/in/a.bin" || got[0].Size != 10 {
+				t.Fatalf("dispose calls %+v", got)
+			}
+			if last := f.statuses[len(f.statuses)-1]; last != tc.want {
+				t.Fatalf("last audit event %s, want %s (trail %v)", last, tc.want, f.statuses)
+			}
+		})
+	}
+}

@@ -160,7 +160,7 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 	e := ui.New(ui.Options{
 		Store: store, TemporalUI: cfg.Temporal.UIURL, Namespace: cfg.Temporal.Namespace, Logger: a.log,
 		APIKey: cfg.UI.APIKey.Reveal(), PublicRead: cfg.UI.PublicRead, RateLimit: cfg.UI.RateLimit,
-		DLQTopic: cfg.Kafka.DLQTopic, Republish: kc.Republish(cfg.Kafka.JobsTopic),
+		DLQTopic: cfg.Kafka.DLQTopic, Republish: kc.Republish(cfg.Kafka.JobsTopic), Sources: cfg.SourceNames(),
 		Submit: func(_ context.Context, msg []byte) (ui.SubmitResult, error) {
 			j, err := cfg.JobPolicy().Parse(nil, msg)
 			if err != nil {

@@ -15,7 +15,7 @@ func (a *app) setupTemporalCmd() *cobra.Command {
 		Use:   "setup-temporal",
 		Short: "Register kafkasync's search attributes on a Temporal cluster (once per namespace)",
 		Long: `setup-temporal registers the custom search attributes every kafkasync workflow carries in
-temporal.namespace: JobID, FileName, RemoteHost, JobStatus (Keyword) and FileSize (Int). With them,
+temporal.namespace: JobID, FileName, RemoteHost, Source, JobStatus (Keyword) and FileSize (Int). With them,
 jobs can be filtered in the Temporal Web UI and with, for example,
   temporal workflow list --query 'JobStatus="DEAD_LETTERED" AND RemoteHost="sftp.example.com"'
 Running it again changes nothing. kafkasync dev registers them on its own dev server.`,

@@ -48,21 +48,22 @@ type DeadLetter struct {
 	ActedBy         *string    `json:"acted_by"`
 	ReplayPartition *int32     `json:"replay_partition"`
 	ReplayOffset    *int64     `json:"replay_offset"`
+	Source          *string    `json:"source"`
 }
 
 const dlqColumns = `topic, partition, kafka_offset, job_id, msg_key, msg_value, reason, stage, error_type, attempts,
 	workflow_id, origin_topic, origin_partition, origin_offset, published_at, indexed_at, state, acted_at,
-	acted_by, replay_partition, replay_offset`
+	acted_by, replay_partition, replay_offset, source`
 
 // AddDeadLetter indexes one message read from the dead-letter topic. Adding it again is a no-op,
 // except that a row the bridge recorded (RecordRefusal) is then marked read.
 func (s *Store) AddDeadLetter(ctx context.Context, d DeadLetter) error {
 	_, err := s.pool.Exec(ctx, `INSERT INTO dead_letters (topic, partition, kafka_offset, job_id, msg_key, msg_value,
-		reason, stage, error_type, attempts, workflow_id, origin_topic, origin_partition, origin_offset, published_at)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15)
+		reason, stage, error_type, attempts, workflow_id, origin_topic, origin_partition, origin_offset, published_at, source)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16)
 		ON CONFLICT (topic, partition, kafka_offset) DO UPDATE SET read_from_topic = true`,
 		d.Topic, d.Partition, d.Offset, d.JobID, d.Key, nonNil(d.Value), d.Reason, d.Stage, d.ErrorType, d.Attempts,
-		d.WorkflowID, d.OriginTopic, d.OriginPartition, d.OriginOffset, d.PublishedAt)
+		d.WorkflowID, d.OriginTopic, d.OriginPartition, d.OriginOffset, d.PublishedAt, d.Source)
 	if err != nil {
 		return fmt.Errorf("index dead letter %s/%d/%d: %w", d.Topic, d.Partition, d.Offset, err)
 	}
@@ -95,11 +96,11 @@ func (s *Store) RecordRefusal(ctx context.Context, d DeadLetter) error {
 	}
 	_, err := s.pool.Exec(ctx, `INSERT INTO dead_letters (topic, partition, kafka_offset, job_id, msg_key, msg_value,
 		reason, stage, error_type, attempts, workflow_id, origin_topic, origin_partition, origin_offset, published_at,
-		origin_ref, read_from_topic)
-		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,false) ON CONFLICT DO NOTHING`,
+		origin_ref, read_from_topic, source)
+		VALUES ($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,false,$17) ON CONFLICT DO NOTHING`,
 		d.Topic, d.Partition, d.Offset, d.JobID, d.Key, nonNil(d.Value), d.Reason, d.Stage, d.ErrorType, d.Attempts,
 		d.WorkflowID, d.OriginTopic, d.OriginPartition, d.OriginOffset, d.PublishedAt,
-		originRef(*d.OriginTopic, *d.OriginPartition, *d.OriginOffset))
+		originRef(*d.OriginTopic, *d.OriginPartition, *d.OriginOffset), d.Source)
 	if err != nil {
 		return fmt.Errorf("record refusal %s/%d/%d: %w", d.Topic, d.Partition, d.Offset, err)
 	}
@@ -284,7 +285,7 @@ func (s *Store) Overview(ctx context.Context, now time.Time) (Overview, error) {
 	}
 	recent := func(order string) ([]Job, error) {
 		rows, err := s.pool.Query(ctx, `SELECT job_id, status, remote_path, size_bytes, md5_expected, md5_actual, s3_bucket,
-			s3_key, workflow_id, run_id, host, attempts, bytes_per_sec, error, created_at, started_at, finished_at, updated_at
+			s3_key, workflow_id, run_id, host, attempts, bytes_per_sec, error, created_at, started_at, finished_at, updated_at, source
 			FROM jobs WHERE status='SUCCEEDED' AND finished_at > $1::timestamptz - interval '1 day' AND started_at IS NOT NULL
 			ORDER BY `+order+` LIMIT 5`, now)
 		if err != nil {

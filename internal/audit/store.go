@@ -4,6 +4,7 @@
 package audit
 
 import (
+	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -144,7 +145,9 @@ type Event struct {
 	Detail string
 	Error  string
 
-	RemotePath  string
+	RemotePath string
+	// Source names the job's SFTP source ("" is default).
+	Source      string
 	Size        int64 // -1 or 0 with SizeKnown false: unknown
 	SizeKnown   bool
 	MD5Expected string
@@ -228,7 +231,7 @@ func queueEvent(b *pgx.Batch, ev Event, isNew func()) {
 		"s3_bucket": nullStr(ev.S3Bucket), "s3_key": nullStr(ev.S3Key),
 		"workflow_id": ev.WorkflowID, "run_id": ev.RunID, "host": nullStr(ev.Host), "seq": ev.Seq,
 		"attempts": attempts, "bytes_per_sec": bps, "error": nullStr(ev.Error),
-		"at": ev.At, "started_at": started, "finished_at": finished,
+		"at": ev.At, "started_at": started, "finished_at": finished, "source": cmp.Or(ev.Source, "default"),
 	}).Exec(func(pgconn.CommandTag) error { return nil })
 	b.Queue(qRecordEvent, pgx.NamedArgs{
 		"job_id": ev.JobID, "run_id": ev.RunID, "seq": ev.Seq, "step": ev.Step, "outcome": ev.Outcome,
@@ -261,6 +264,7 @@ type Job struct {
 	StartedAt   *time.Time `json:"started_at"`
 	FinishedAt  *time.Time `json:"finished_at"`
 	UpdatedAt   time.Time  `json:"updated_at"`
+	Source      string     `json:"source"`
 }
 
 // Duration is the time from the first download attempt to the end, or 0 while unknown.
@@ -288,6 +292,8 @@ type Filter struct {
 	Status string
 	// Name matches any part of the remote path, case-insensitively.
 	Name string
+	// Source, when set, lists only that source's jobs.
+	Source string
 	// Before pages: only jobs older than this one (created_at, job_id) are listed.
 	BeforeAt time.Time
 	BeforeID string
@@ -300,7 +306,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Job, error) {
 		f.Limit = 100
 	}
 	rows, err := s.pool.Query(ctx, qListJobs, pgx.NamedArgs{
-		"status": f.Status, "name": f.Name, "before_at": f.BeforeAt, "before_id": f.BeforeID, "lim": f.Limit,
+		"status": f.Status, "name": f.Name, "source": f.Source, "before_at": f.BeforeAt, "before_id": f.BeforeID, "lim": f.Limit,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list jobs: %w", err)

@@ -215,7 +215,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	body, _ := io.ReadAll(resp.Body)
 	resp.Body.Close()
-	for _, want := range []string{`kafkasync_jobs_total{event="succeeded"}`, `kafkasync_jobs_total{event="dead_lettered"}`,
+	for _, want := range []string{`kafkasync_jobs_total{event="succeeded",source="default"}`, `kafkasync_jobs_total{event="dead_lettered",source="default"}`,
 		`kafkasync_bytes_total{step="download"}`, `kafkasync_step_duration_seconds_bucket{outcome="ok",step="download"`,
 		`kafkasync_sftp_connections_in_use`, `temporal_request_total`, `temporal_workflow_completed_total`} {
 		if !strings.Contains(string(body), want) {

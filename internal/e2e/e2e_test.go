@@ -87,7 +87,7 @@ func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
 	}
 	p := &pipeline{env: env, client: c, store: store, prod: prod, starts: map[string][]bool{}}
 	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: starter.WorkflowOptions(cfg),
-		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: time.Second, RemoteHost: "127.0.0.1",
+		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: time.Second, Sources: starter.Targets(cfg),
 		OnStarted: func(id string, dup bool) {
 			p.mu.Lock()
 			defer p.mu.Unlock()

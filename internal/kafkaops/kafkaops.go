@@ -263,7 +263,7 @@ func FromMessage(m *sarama.ConsumerMessage) audit.DeadLetter {
 		return nil
 	}
 	d.ErrorType, d.WorkflowID, d.OriginTopic = str(activities.HeaderErrorType), str(activities.HeaderWorkflowID), str(activities.HeaderTopic)
-	d.JobID = str(activities.HeaderJobID)
+	d.JobID, d.Source = str(activities.HeaderJobID), str(activities.HeaderSource)
 	if d.JobID == nil && len(m.Key) > 0 {
 		k := string(m.Key)
 		d.JobID = &k

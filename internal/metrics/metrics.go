@@ -27,10 +27,14 @@ var Registry = prometheus.NewRegistry()
 var (
 	// Jobs counts job outcomes: started (a new workflow), duplicate (a redelivered message found its
 	// workflow), refused (an invalid message dead-lettered by the bridge), succeeded, failed,
-	// dead_lettered, replayed, discarded.
+	// dead_lettered, replayed, discarded; by source ("" where the message named none that could be read).
 	Jobs = prometheus.NewCounterVec(prometheus.CounterOpts{
-		Name: "kafkasync_jobs_total", Help: "Jobs by event: started, duplicate, refused, succeeded, failed, dead_lettered, replayed, discarded.",
-	}, []string{"event"})
+		Name: "kafkasync_jobs_total", Help: "Jobs by event (started, duplicate, refused, succeeded, failed, dead_lettered, replayed, discarded) and SFTP source.",
+	}, []string{"event", "source"})
+	// SourceBytes counts the bytes read from each SFTP source.
+	SourceBytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kafkasync_source_bytes_total", Help: "Bytes read from each SFTP source.",
+	}, []string{"source"})
 	// Bytes counts bytes moved by each step: download (fetched from SFTP), verify (hashed), upload (sent to S3).
 	Bytes = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "kafkasync_bytes_total", Help: "Bytes moved by step: download (fetched from SFTP), verify (hashed), upload (sent to S3).",
@@ -50,9 +54,9 @@ var (
 	})
 	// HostSlotWait is how long transfers waited for a slot of the SFTP server's limits.
 	HostSlotWait = prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name: "kafkasync_sftp_slot_wait_seconds", Help: "Time a transfer waited for a slot of the SFTP server's limits (sftp.max_connections, sftp.max_jobs), by kind: conn or job.",
+		Name: "kafkasync_sftp_slot_wait_seconds", Help: "Time a transfer waited for a slot of an SFTP source's limits (max_connections, max_jobs), by kind (conn or job) and source.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10), // 1 ms .. ~4 min
-	}, []string{"kind"})
+	}, []string{"kind", "source"})
 	// BridgeLag is, per partition of the jobs topic, the messages after the one the bridge just handled.
 	BridgeLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kafkasync_bridge_consumer_lag", Help: "Messages on the jobs topic after the last one this bridge handled, per partition.",
@@ -61,9 +65,9 @@ var (
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Jobs, Bytes, StepSeconds, SFTPConnections, ActiveDownloads, HostSlotWait, BridgeLag)
+		Jobs, SourceBytes, Bytes, StepSeconds, SFTPConnections, ActiveDownloads, HostSlotWait, BridgeLag)
 	for _, e := range []string{"started", "duplicate", "refused", "succeeded", "failed", "dead_lettered", "replayed", "discarded"} {
-		Jobs.WithLabelValues(e)
+		Jobs.WithLabelValues(e, "default")
 	}
 	for _, s := range []string{"download", "verify", "upload"} {
 		Bytes.WithLabelValues(s)

@@ -25,6 +25,7 @@ var (
 	RemoteHost = temporal.NewSearchAttributeKeyKeyword("RemoteHost")
 	FileSize   = temporal.NewSearchAttributeKeyInt64("FileSize")
 	JobStatus  = temporal.NewSearchAttributeKeyKeyword("JobStatus")
+	Source     = temporal.NewSearchAttributeKeyKeyword("Source")
 )
 
 // All maps each attribute to its type, for registration.
@@ -34,6 +35,7 @@ var All = map[string]enumspb.IndexedValueType{
 	RemoteHost.GetName(): enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 	FileSize.GetName():   enumspb.INDEXED_VALUE_TYPE_INT,
 	JobStatus.GetName():  enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+	Source.GetName():     enumspb.INDEXED_VALUE_TYPE_KEYWORD,
 }
 
 // DevServerFlags are the `temporal server start-dev` flags that register All.

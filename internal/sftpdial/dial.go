@@ -86,7 +86,11 @@ func parseKey(pem []byte, passphrase config.Secret) (ssh.Signer, error) {
 		if passphrase == "" {
 			return nil, errors.New("the key is encrypted: set key_passphrase")
 		}
-		return ssh.ParsePrivateKeyWithPassphrase(pem, []byte(passphrase.Reveal()))
+		signer, err := ssh.ParsePrivateKeyWithPassphrase(pem, []byte(passphrase.Reveal()))
+		if err != nil {
+			return nil, fmt.Errorf("decrypt with key_passphrase: %w", err)
+		}
+		return signer, nil
 	}
 	return signer, err
 }

@@ -343,6 +343,10 @@ func (h *rootHandler) Filecmd(r *sftp.Request) error {
 		}
 		return nil
 	case "Rename":
+		// As SFTP version 3 says (and OpenSSH does): never over an existing file.
+		if _, err := root.Lstat(rel(r.Target)); err == nil {
+			return os.ErrExist
+		}
 		return root.Rename(rel(r.Filepath), rel(r.Target))
 	case "Rmdir", "Remove":
 		return root.Remove(rel(r.Filepath))
