@@ -65,7 +65,7 @@ func (a *Transfer) DeadLetter(ctx context.Context, in DeadLetterInput) error {
 			sarama.RecordHeader{Key: []byte(HeaderPartition), Value: []byte(strconv.Itoa(int(in.SourcePartition)))},
 			sarama.RecordHeader{Key: []byte(HeaderOffset), Value: []byte(strconv.FormatInt(in.SourceOffset, 10))})
 	}
-	if _, _, err := a.DLQ.SendMessage(msg); err != nil {
+	if _, _, err := a.Producer.SendMessage(msg); err != nil {
 		return fmt.Errorf("dead-letter %s to %s: %w", in.JobID, a.DLQTopic, err)
 	}
 	return nil

@@ -52,9 +52,10 @@ type Transfer struct {
 	PartSize    int64
 	Concurrency int
 	Audit       *audit.Store
-	// DLQ publishes dead letters to DLQTopic.
-	DLQ      sarama.SyncProducer
-	DLQTopic string
+	// Producer publishes dead letters to DLQTopic and done events to DoneTopic.
+	Producer  sarama.SyncProducer
+	DLQTopic  string
+	DoneTopic string
 	// Staging holds <job id>.part files; Completed holds promoted files under their keys.
 	Staging   *os.Root
 	Completed *os.Root

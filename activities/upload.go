@@ -46,6 +46,8 @@ type UploadResult struct {
 	ObjectSize int64
 	ObjectMD5  string
 	ETag       string
+	// VersionID is the object's version in a versioned bucket, else "".
+	VersionID string
 }
 
 // Upload sends completed/<job id>/<key> to the bucket as a multipart upload, with the MD5 as
@@ -99,6 +101,7 @@ func (a *Transfer) checkObject(ctx context.Context, in UploadInput, res *UploadR
 		return fmt.Errorf("s3://%s/%s: no object after the upload", in.Bucket, in.Key)
 	}
 	res.ObjectSize, res.ObjectMD5, res.ETag = aws.ToInt64(head.ContentLength), head.Metadata[MetaMD5], aws.ToString(head.ETag)
+	res.VersionID = aws.ToString(head.VersionId)
 	if res.ObjectSize != in.Size || res.ObjectMD5 != in.MD5 {
 		// Retryable: a concurrent job with the same key may have replaced it; the retry uploads again.
 		return fmt.Errorf("s3://%s/%s after the upload: %d bytes, md5 %q; want %d bytes, md5 %s",

@@ -53,9 +53,9 @@ func startStack(ctx context.Context, o options, sshd *SSHD, dir string) (*stack,
 		return nil, err
 	}
 	cfg := config.Default()
-	cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic, cfg.S3.Bucket = "bench.jobs", "bench.jobs.dlq", "bench"
+	cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic, cfg.Kafka.DoneTopic, cfg.S3.Bucket = "bench.jobs", "bench.jobs.dlq", "bench.jobs.done", "bench"
 	st, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: true, Temporal: o.temporal,
-		Kafka: devstack.KafkaApache, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Partitions: partitions, Bucket: cfg.S3.Bucket,
+		Kafka: devstack.KafkaApache, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic, cfg.Kafka.DoneTopic}, Partitions: partitions, Bucket: cfg.S3.Bucket,
 		S3AccessKey: "bench-access", S3SecretKey: "bench-secret-key", Log: logf})
 	if err != nil {
 		return nil, err

@@ -105,8 +105,9 @@ type run struct {
 	quiet bool
 	// pending holds the audit events recorded since the last flush.
 	pending []audit.Event
-	// seen is the remote file the stat found (Size -1 before).
-	seen activities.StatResult
+	// seen is the remote file the stat found (Size -1 before); upload what the upload left.
+	seen   activities.StatResult
+	upload activities.UploadResult
 }
 
 // FileTransfer runs one job: stat, then on one host download, verify, promote and upload, with an
@@ -120,6 +121,7 @@ func FileTransfer(ctx workflow.Context, in Input) (Result, error) {
 	stage, err := r.transfer(ctx)
 	if err == nil {
 		if err = r.flush(ctx); err == nil {
+			r.publishDone(ctx)
 			r.dispose(ctx, in.Options.OnSuccess)
 			r.status.Stage = "done"
 			return r.res, nil
@@ -394,6 +396,7 @@ func (r *run) recordDownloadAgain(ctx workflow.Context, mismatch error) error {
 }
 
 func (r *run) recordUploaded(ctx workflow.Context, up activities.UploadResult) error {
+	r.upload = up
 	return r.record(ctx, "upload", "succeeded", audit.StatusSucceeded, func(ev *audit.Event) {
 		ev.S3Bucket, ev.S3Key, ev.Finished = up.Bucket, up.Key, true
 		ev.Detail = fmt.Sprintf("object verified: %d bytes, stored md5 %s, etag %s", up.ObjectSize, up.ObjectMD5, up.ETag)
@@ -443,6 +446,15 @@ func (r *run) deadLetter(ctx workflow.Context, stage string, cause error) error 
 // record adds an audit event to those the next flush writes, and moves the JobStatus search
 // attribute; fill adds step-specific fields.
 func (r *run) record(ctx workflow.Context, step, outcome, status string, fill func(*audit.Event)) error {
+	ev, err := r.event(ctx, step, outcome, status, fill)
+	if err == nil {
+		r.pending = append(r.pending, ev)
+	}
+	return err
+}
+
+// event numbers the next audit event and moves the JobStatus search attribute to its status.
+func (r *run) event(ctx workflow.Context, step, outcome, status string, fill func(*audit.Event)) (audit.Event, error) {
 	r.seq++
 	switch {
 	case status == r.saStatus:
@@ -456,7 +468,7 @@ func (r *run) record(ctx workflow.Context, step, outcome, status string, fill fu
 			upd = append(upd, searchattr.JobID.ValueSet(r.in.Job.ID), searchattr.FileName.ValueSet(path.Base(r.in.Job.RemotePath)))
 		}
 		if err := workflow.UpsertTypedSearchAttributes(ctx, upd...); err != nil {
-			return err
+			return audit.Event{}, err
 		}
 		r.saStatus = status
 	}
@@ -469,8 +481,7 @@ func (r *run) record(ctx workflow.Context, step, outcome, status string, fill fu
 	if fill != nil {
 		fill(&ev)
 	}
-	r.pending = append(r.pending, ev)
-	return nil
+	return ev, nil
 }
 
 // flush writes the pending audit events in one local activity: by the worker running this
@@ -588,5 +599,32 @@ func (r *run) dispose(ctx workflow.Context, act activities.FileAction) {
 	}
 	if err != nil || rerr != nil {
 		workflow.GetLogger(ctx).Warn("source file action", "job_id", r.in.Job.ID, "action", act.Kind, "error", err, "audit_error", rerr)
+	}
+}
+
+// publishDone sends the job's done event once its SUCCEEDED row is written: a local activity that
+// records its own audit event. A send that fails for good is recorded; the job stays archived.
+func (r *run) publishDone(ctx workflow.Context) {
+	rec, err := r.event(ctx, "done_event", "succeeded", audit.StatusSucceeded, nil)
+	if err != nil {
+		workflow.GetLogger(ctx).Error("done event", "job_id", r.in.Job.ID, "error", err)
+		return
+	}
+	up := r.res
+	ev := activities.DoneEvent{JobID: r.in.Job.ID, Source: r.in.Job.SourceName(), RemotePath: r.in.Job.RemotePath, Size: up.Size,
+		MD5: up.MD5, Bucket: up.Bucket, Key: up.Key, VersionID: r.upload.VersionID, ETag: r.upload.ETag, FinishedAt: workflow.Now(ctx),
+		WorkflowID: r.info.WorkflowExecution.ID, RunID: r.info.WorkflowExecution.RunID}
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 30 * time.Second,
+		ScheduleToCloseTimeout: 24 * time.Hour, RetryPolicy: retry(r.in.Options, r.in.Options.MaxAttempts),
+		Summary: "done event to the done topic"})
+	err = workflow.ExecuteLocalActivity(lctx, "PublishDone", activities.DoneInput{Event: ev, Record: rec}).Get(ctx, nil)
+	if err == nil {
+		return
+	}
+	workflow.GetLogger(ctx).Error("done event", "job_id", r.in.Job.ID, "error", err)
+	rec.Outcome, rec.Error, rec.Detail = "failed", errorMessage(err), "the object is archived; its done event was not sent"
+	r.pending = append(r.pending, rec)
+	if err := r.flush(ctx); err != nil {
+		workflow.GetLogger(ctx).Error("audit done event", "job_id", r.in.Job.ID, "error", err)
 	}
 }

@@ -23,6 +23,7 @@ type fixture struct {
 	dead     []activities.DeadLetterInput
 	claims   int
 	statErr  error
+	done     []activities.DoneEvent
 	batches  int // audit writes
 }
 
@@ -47,6 +48,12 @@ func setup(t *testing.T) *fixture {
 	})
 	f.env.OnActivity(a.Promote, mockAny, mockAny).Return(activities.PromoteResult{Path: "job-1/in/a.bin"}, nil)
 	f.env.OnActivity(a.Upload, mockAny, mockAny).Return(activities.UploadResult{Bucket: "b", Key: "in/a.bin"}, nil)
+	f.env.OnActivity(a.PublishDone, mockAny, mockAny).Return(func(_ context.Context, in activities.DoneInput) error {
+		f.batches++
+		f.done = append(f.done, in.Event)
+		f.statuses = append(f.statuses, in.Record.Step+":"+in.Record.Outcome+":"+in.Record.Status)
+		return nil
+	})
 	f.env.OnActivity(a.DeadLetter, mockAny, mockAny).Return(func(_ context.Context, in activities.DeadLetterInput) error {
 		f.dead = append(f.dead, in)
 		return nil
@@ -81,13 +88,18 @@ func TestHappyPath(t *testing.T) {
 		t.Fatalf("result %+v", r)
 	}
 	want := []string{"queued:started:QUEUED", "stat:succeeded:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
-		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED"}
+		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED", "done_event:succeeded:SUCCEEDED"}
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
 	}
-	// written before each step that waits: stat, download, verify, promote, upload; and at the end
-	if f.batches != 6 {
-		t.Fatalf("%d audit writes, want 6", f.batches)
+	// written before each step that waits: stat, download, verify, promote, upload; at the end; and
+	// by the done event's own activity
+	if f.batches != 7 {
+		t.Fatalf("%d audit writes, want 7", f.batches)
+	}
+	if len(f.done) != 1 || f.done[0].Key != "in/a.bin" || f.done[0].MD5 != input().Job.MD5 || f.done[0].Bucket != "b" ||
+		f.done[0].Source != "default" || f.done[0].Size != 10 {
+		t.Fatalf("done events %+v", f.done)
 	}
 	if len(f.dead) != 0 {
 		t.Fatalf("dead letters %v", f.dead)
@@ -195,13 +207,13 @@ func TestSmallFileOneActivity(t *testing.T) {
 		t.Fatalf("%d Small activities, result %+v", smalls, r)
 	}
 	want := []string{"queued:started:QUEUED", "stat:succeeded:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
-		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED"}
+		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED", "done_event:succeeded:SUCCEEDED"}
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
 	}
-	// before the stat, before Small, at the end
-	if f.batches != 3 {
-		t.Fatalf("%d audit writes, want 3", f.batches)
+	// before the stat, before Small, at the end, and the done event's
+	if f.batches != 4 {
+		t.Fatalf("%d audit writes, want 4", f.batches)
 	}
 }
 

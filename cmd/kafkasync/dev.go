@@ -86,7 +86,7 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 	defer logFile.Close()
 	fmt.Fprintf(out, "starting servers (their logs: %s) ...\n", logFile.Name())
 	st, err := devstack.Start(ctx, devstack.Options{
-		Dir: dir, BinDir: cfg.Dev.BinDir, Ports: cfg.Dev, Kafka: cfg.Dev.Kafka, Temporal: cfg.Dev.Temporal, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic},
+		Dir: dir, BinDir: cfg.Dev.BinDir, Ports: cfg.Dev, Kafka: cfg.Dev.Kafka, Temporal: cfg.Dev.Temporal, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic, cfg.Kafka.DoneTopic},
 		Bucket: cfg.S3.Bucket, S3AccessKey: cfg.S3.AccessKey, S3SecretKey: cfg.S3.SecretKey.Reveal(),
 		Log: logFile, Logger: a.log,
 	})

@@ -45,6 +45,8 @@ type Kafka struct {
 	JobsTopic string   `toml:"jobs_topic" env:"JOBS_TOPIC"`
 	// DLQTopic defaults to JobsTopic + ".dlq".
 	DLQTopic string `toml:"dlq_topic" env:"DLQ_TOPIC"`
+	// DoneTopic receives one message per archived job (defaults to JobsTopic + ".done").
+	DoneTopic string `toml:"done_topic" env:"DONE_TOPIC"`
 	Group    string `toml:"group" env:"GROUP"`
 	ClientID string `toml:"client_id" env:"CLIENT_ID"`
 	// CommitInterval is how often the bridge commits the offsets of the messages it has handled.
@@ -331,6 +333,9 @@ func (c *Config) fill() {
 	if c.Kafka.DLQTopic == "" {
 		c.Kafka.DLQTopic = c.Kafka.JobsTopic + ".dlq"
 	}
+	if c.Kafka.DoneTopic == "" {
+		c.Kafka.DoneTopic = c.Kafka.JobsTopic + ".done"
+	}
 	if c.Transfer.HostID == "" {
 		c.Transfer.HostID, _ = os.Hostname()
 	}
@@ -358,6 +363,7 @@ func (c Config) Validate() error {
 	check(len(c.Kafka.Brokers) > 0, "kafka.brokers: empty")
 	check(c.Kafka.JobsTopic != "", "kafka.jobs_topic: empty")
 	check(c.Kafka.DLQTopic != c.Kafka.JobsTopic, "kafka.dlq_topic: must differ from jobs_topic")
+	check(c.Kafka.DoneTopic == "" || c.Kafka.DoneTopic != c.Kafka.JobsTopic && c.Kafka.DoneTopic != c.Kafka.DLQTopic, "kafka.done_topic: must differ from jobs_topic and dlq_topic")
 	check(c.Temporal.TaskQueue != "", "temporal.task_queue: empty")
 	check(c.Transfer.Connections >= 1 && c.Transfer.Connections <= 64, "transfer.connections: %d not in 1..64", c.Transfer.Connections)
 	check(c.Dev.Temporal == "server" || c.Dev.Temporal == "dev", "dev.temporal: %q is neither server nor dev", c.Dev.Temporal)

@@ -29,7 +29,7 @@ min_age = "30s"
 	if got := strings.Join(cfg.Kafka.Brokers, ","); got != "b:1,c:2" {
 		t.Fatalf("brokers %s: the environment wins over the file", got)
 	}
-	if cfg.Kafka.JobsTopic != "in" || cfg.Kafka.DLQTopic != "in.dlq" {
+	if cfg.Kafka.JobsTopic != "in" || cfg.Kafka.DLQTopic != "in.dlq" || cfg.Kafka.DoneTopic != "in.done" {
 		t.Fatalf("topics %s %s", cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic)
 	}
 	if cfg.Transfer.RangeSize != 4<<20 || cfg.Transfer.MinAge.D() != 30*time.Second || cfg.Transfer.Connections != 9 {

@@ -6,6 +6,7 @@ import (
 	"context"
 	"crypto/md5"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -308,7 +309,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 	}
 
 	// The dead-letter topic holds the malformed message and the wrong-md5 job, and nothing else.
-	dl := readDLQ(t, env.Cfg, 2, 5*time.Second)
+	dl := readTopic(t, env.Cfg, env.Cfg.Kafka.DLQTopic, 2, 5*time.Second)
 	if len(dl) != 2 {
 		t.Fatalf("dead-letter topic has %d messages, want 2: %v", len(dl), dl)
 	}
@@ -322,6 +323,38 @@ func TestPipelineEndToEnd(t *testing.T) {
 	if h := byKey["wrong-md5"]; h == nil || h["stage"] != "verify" || h["error_type"] != activities.ErrTypeChecksumMismatch || h["workflow_id"] != "file-wrong-md5" {
 		t.Fatalf("wrong-md5 dead letter: %v", byKey)
 	}
+	checkDoneEvents(t, ctx, p, env.Cfg, len(good))
+}
+
+// checkDoneEvents: the done topic holds one event per SUCCEEDED row, with that row's fields.
+func checkDoneEvents(t *testing.T, ctx context.Context, p *pipeline, cfg config.Config, want int) {
+	t.Helper()
+	msgs := readTopic(t, cfg, cfg.Kafka.DoneTopic, want, 3*time.Second)
+	if len(msgs) != want {
+		t.Fatalf("done topic has %d messages, want %d (one per SUCCEEDED job)", len(msgs), want)
+	}
+	seen := map[string]bool{}
+	for _, m := range msgs {
+		var ev activities.DoneEvent
+		if err := json.Unmarshal([]byte(m.value), &ev); err != nil {
+			t.Fatalf("done event %s: %v", m.value, err)
+		}
+		var status, md5, bucket, key, runID string
+		var size int64
+		err := p.store.Pool().QueryRow(ctx, `SELECT status, md5_actual, s3_bucket, s3_key, size_bytes, run_id FROM jobs WHERE job_id = $1`,
+			ev.JobID).Scan(&status, &md5, &bucket, &key, &size, &runID)
+		if err != nil || status != "SUCCEEDED" || m.key != ev.JobID || seen[ev.JobID] || ev.MD5 != md5 || ev.Bucket != bucket ||
+			ev.Key != key || ev.Size != size || ev.RunID != runID || m.headers[activities.HeaderEventID] != runID || ev.ETag == "" ||
+			ev.Source != "default" || ev.FinishedAt.IsZero() {
+			t.Fatalf("done event %s (key %s, headers %v) against its row: %s %s %s %s %d %s %v", m.value, m.key, m.headers,
+				status, md5, bucket, key, size, runID, err)
+		}
+		seen[ev.JobID] = true
+	}
+	var n int
+	if err := p.store.Pool().QueryRow(ctx, `SELECT count(*) FROM job_events WHERE step = 'done_event' AND outcome = 'succeeded'`).Scan(&n); err != nil || n != want {
+		t.Fatalf("%d done_event audit rows, want %d: %v", n, want, err)
+	}
 }
 
 type dlMsg struct {
@@ -332,9 +365,9 @@ type dlMsg struct {
 
 func (m dlMsg) String() string { return fmt.Sprintf("%s=%s %v", m.key, m.value, m.headers) }
 
-// readDLQ reads the dead-letter topic from the start until want messages arrived and then quiet
-// more passed with nothing new.
-func readDLQ(t *testing.T, cfg config.Config, want int, quiet time.Duration) []dlMsg {
+// readTopic reads topic from the start until want messages arrived and then quiet more passed
+// with nothing new.
+func readTopic(t *testing.T, cfg config.Config, topic string, want int, quiet time.Duration) []dlMsg {
 	t.Helper()
 	sc := sarama.NewConfig()
 	c, err := sarama.NewConsumer(cfg.Kafka.Brokers, sc)
@@ -342,13 +375,13 @@ func readDLQ(t *testing.T, cfg config.Config, want int, quiet time.Duration) []d
 		t.Fatal(err)
 	}
 	defer c.Close()
-	parts, err := c.Partitions(cfg.Kafka.DLQTopic)
+	parts, err := c.Partitions(topic)
 	if err != nil {
 		t.Fatal(err)
 	}
 	msgs := make(chan *sarama.ConsumerMessage, 100)
 	for _, p := range parts {
-		pc, err := c.ConsumePartition(cfg.Kafka.DLQTopic, p, sarama.OffsetOldest)
+		pc, err := c.ConsumePartition(topic, p, sarama.OffsetOldest)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -69,6 +69,9 @@ func NewProducer(c config.Kafka) (sarama.SyncProducer, error) {
 	sc.Producer.RequiredAcks = sarama.WaitForAll
 	sc.Producer.Return.Successes = true
 	sc.Producer.Retry.Max = 10
+	// Idempotent: a send the producer retries after a lost acknowledgement lands once.
+	sc.Producer.Idempotent = true
+	sc.Net.MaxOpenRequests = 1
 	if err := Apply(sc, c); err != nil {
 		return nil, err
 	}

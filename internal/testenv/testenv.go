@@ -60,11 +60,11 @@ func Start(t testing.TB, o Options) *Env {
 	t.Cleanup(func() { logf.Close() })
 	cfg := config.Default()
 	cfg.Kafka.JobsTopic = "jobs"
-	cfg.Kafka.DLQTopic = "jobs.dlq"
+	cfg.Kafka.DLQTopic, cfg.Kafka.DoneTopic = "jobs.dlq", "jobs.done"
 	cfg.S3.Bucket = "kafkasync-test"
 	st, err := devstack.Start(ctx, devstack.Options{
 		Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: !o.PersistTemporal, SFTPReadRate: o.SFTPReadRate,
-		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic}, Partitions: o.Partitions, Kafka: o.Kafka, Temporal: o.Temporal, Bucket: cfg.S3.Bucket,
+		Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic, cfg.Kafka.DoneTopic}, Partitions: o.Partitions, Kafka: o.Kafka, Temporal: o.Temporal, Bucket: cfg.S3.Bucket,
 		S3AccessKey: "test-access", S3SecretKey: "test-secret-key", Log: logf,
 	})
 	if err != nil {
