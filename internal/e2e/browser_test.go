@@ -143,7 +143,10 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	// The page reloads itself when the job ends.
 	step("see the job succeed", chromedp.WaitVisible(chromedp.CSS("#status.st-succeeded")))
-	if got := text("#timeline tbody tr:last-child"); !strings.Contains(got, "upload") {
+	if got := text("#timeline tbody tr:nth-last-child(2)"); !strings.Contains(got, "upload") {
+		t.Fatalf("timeline's last step before the done event is %q", got)
+	}
+	if got := text("#timeline tbody tr:last-child"); !strings.Contains(got, "done_event") {
 		t.Fatalf("timeline ends with %q", got)
 	}
 	shot("job-succeeded.png")
