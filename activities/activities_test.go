@@ -18,6 +18,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/progress"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 	"github.com/kafkasync/kafkasync/internal/sftpserver"
 	"github.com/kafkasync/kafkasync/internal/testenv"
@@ -158,8 +159,8 @@ func TestActivitiesAgainstRealServers(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := b.actEnv()
-		e.SetHeartbeatDetails(activities.Progress{Size: size, RangeSize: 1 << 20, ModTime: mtime,
-			Done: []activities.Span{{From: 0, To: 3}, {From: 4, To: 5}}})
+		e.SetHeartbeatDetails(progress.Progress{Size: size, RangeSize: 1 << 20, ModTime: mtime,
+			Done: []progress.Span{{From: 0, To: 3}, {From: 4, To: 5}}})
 		before := b.env.Stack.SFTP.Server.BytesSent()
 		v, err := e.ExecuteActivity(b.tr.Download, in)
 		if err != nil {
@@ -199,15 +200,15 @@ func TestActivitiesAgainstRealServers(t *testing.T) {
 		if err != nil {
 			t.Skip("no boot id on this system")
 		}
-		written := activities.Progress{Size: size, RangeSize: 1 << 20, ModTime: mtime, Done: []activities.Span{{From: 0, To: 1}},
+		written := progress.Progress{Size: size, RangeSize: 1 << 20, ModTime: mtime, Done: []progress.Span{{From: 0, To: 1}},
 			Partial: map[int]int64{2: 300000}}
 		j, _ := json.Marshal(map[string]any{"boot": strings.TrimSpace(string(boot)), "written": written,
-			"synced": activities.Progress{Size: size, RangeSize: 1 << 20}})
+			"synced": progress.Progress{Size: size, RangeSize: 1 << 20}})
 		if err := os.WriteFile(staging+".ranges", j, 0o644); err != nil {
 			t.Fatal(err)
 		}
 		e := b.actEnv()
-		e.SetHeartbeatDetails(activities.Progress{Size: size, RangeSize: 1 << 20, ModTime: mtime, Done: []activities.Span{{From: 0, To: 1}}})
+		e.SetHeartbeatDetails(progress.Progress{Size: size, RangeSize: 1 << 20, ModTime: mtime, Done: []progress.Span{{From: 0, To: 1}}})
 		before := b.env.Stack.SFTP.Server.BytesSent()
 		v, err := e.ExecuteActivity(b.tr.Download, in)
 		if err != nil {
@@ -240,8 +241,8 @@ func TestActivitiesAgainstRealServers(t *testing.T) {
 			t.Fatal(err)
 		}
 		e := b.actEnv()
-		e.SetHeartbeatDetails(activities.Progress{Size: size, RangeSize: 1 << 20, ModTime: mtime.Add(-time.Hour),
-			Done: []activities.Span{{From: 0, To: 5}}})
+		e.SetHeartbeatDetails(progress.Progress{Size: size, RangeSize: 1 << 20, ModTime: mtime.Add(-time.Hour),
+			Done: []progress.Span{{From: 0, To: 5}}})
 		v, err := e.ExecuteActivity(b.tr.Download, in)
 		if err != nil {
 			t.Fatal(err)
@@ -256,7 +257,7 @@ func TestActivitiesAgainstRealServers(t *testing.T) {
 		in := in
 		in.JobID = "job-stale"
 		e := b.actEnv()
-		e.SetHeartbeatDetails(activities.Progress{Size: size, RangeSize: 1 << 20, Done: []activities.Span{{From: 0, To: 6}}})
+		e.SetHeartbeatDetails(progress.Progress{Size: size, RangeSize: 1 << 20, Done: []progress.Span{{From: 0, To: 6}}})
 		v, err := e.ExecuteActivity(b.tr.Download, in)
 		if err != nil {
 			t.Fatal(err)

@@ -7,21 +7,8 @@ import (
 	"strconv"
 
 	"github.com/IBM/sarama"
-)
 
-// Dead-letter headers. Messages refused by the bridge carry the original topic, partition and
-// offset; jobs that failed in the workflow carry the workflow ID and the attempts.
-const (
-	HeaderReason     = "reason"
-	HeaderStage      = "stage"
-	HeaderErrorType  = "error_type"
-	HeaderAttempts   = "attempts"
-	HeaderWorkflowID = "workflow_id"
-	HeaderJobID      = "job_id"
-	HeaderTopic      = "original_topic"
-	HeaderPartition  = "original_partition"
-	HeaderOffset     = "original_offset"
-	HeaderSource     = "source"
+	"github.com/kafkasync/kafkasync/internal/dlq"
 )
 
 // DeadLetterInput is a job that exhausted its retries.
@@ -50,20 +37,20 @@ func (a *Transfer) DeadLetter(ctx context.Context, in DeadLetterInput) error {
 		Key:   sarama.ByteEncoder(in.JobID),
 		Value: sarama.ByteEncoder(in.Message),
 		Headers: []sarama.RecordHeader{
-			{Key: []byte(HeaderReason), Value: []byte(in.Reason)},
-			{Key: []byte(HeaderStage), Value: []byte(in.Stage)},
-			{Key: []byte(HeaderErrorType), Value: []byte(in.ErrorType)},
-			{Key: []byte(HeaderAttempts), Value: []byte(strconv.Itoa(in.Attempts))},
-			{Key: []byte(HeaderWorkflowID), Value: []byte(in.WorkflowID)},
-			{Key: []byte(HeaderJobID), Value: []byte(in.JobID)},
-			{Key: []byte(HeaderSource), Value: []byte(cmp.Or(in.Source, "default"))},
+			{Key: []byte(dlq.HeaderReason), Value: []byte(in.Reason)},
+			{Key: []byte(dlq.HeaderStage), Value: []byte(in.Stage)},
+			{Key: []byte(dlq.HeaderErrorType), Value: []byte(in.ErrorType)},
+			{Key: []byte(dlq.HeaderAttempts), Value: []byte(strconv.Itoa(in.Attempts))},
+			{Key: []byte(dlq.HeaderWorkflowID), Value: []byte(in.WorkflowID)},
+			{Key: []byte(dlq.HeaderJobID), Value: []byte(in.JobID)},
+			{Key: []byte(dlq.HeaderSource), Value: []byte(cmp.Or(in.Source, "default"))},
 		},
 	}
 	if in.SourceTopic != "" {
 		msg.Headers = append(msg.Headers,
-			sarama.RecordHeader{Key: []byte(HeaderTopic), Value: []byte(in.SourceTopic)},
-			sarama.RecordHeader{Key: []byte(HeaderPartition), Value: []byte(strconv.Itoa(int(in.SourcePartition)))},
-			sarama.RecordHeader{Key: []byte(HeaderOffset), Value: []byte(strconv.FormatInt(in.SourceOffset, 10))})
+			sarama.RecordHeader{Key: []byte(dlq.HeaderTopic), Value: []byte(in.SourceTopic)},
+			sarama.RecordHeader{Key: []byte(dlq.HeaderPartition), Value: []byte(strconv.Itoa(int(in.SourcePartition)))},
+			sarama.RecordHeader{Key: []byte(dlq.HeaderOffset), Value: []byte(strconv.FormatInt(in.SourceOffset, 10))})
 	}
 	if _, _, err := a.Producer.SendMessage(msg); err != nil {
 		return fmt.Errorf("dead-letter %s to %s: %w", in.JobID, a.DLQTopic, err)

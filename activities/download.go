@@ -16,6 +16,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/hostlimit"
 	"github.com/kafkasync/kafkasync/internal/metrics"
+	"github.com/kafkasync/kafkasync/internal/progress"
 )
 
 // DownloadInput says what to fetch and how to split it.
@@ -59,7 +60,7 @@ type download struct {
 	n     int    // ranges of the file
 	start time.Time
 	// resume is the progress an earlier attempt left, to be trusted once the remote file is seen.
-	resume Progress
+	resume progress.Progress
 	remote remoteState
 	conns  int
 	f      *os.File
@@ -70,7 +71,7 @@ type download struct {
 	resumed  int64
 	fetched  atomic.Int64
 	lastByte atomic.Int64
-	synced   Progress
+	synced   progress.Progress
 }
 
 // remoteState is what the remote file looked like when the attempt opened it.
@@ -270,7 +271,7 @@ func (a *Transfer) stagingFailed(ctx context.Context, in DownloadInput, f *os.Fi
 		f.Close()
 	}
 	a.removeStaging(name)
-	heartbeat(ctx, Progress{Size: in.Size, RangeSize: in.RangeSize}) // nothing kept
+	heartbeat(ctx, progress.Progress{Size: in.Size, RangeSize: in.RangeSize}) // nothing kept
 	err := fmt.Errorf("staging %s for %d bytes: %w (partial file removed)", name, in.Size, cause)
 	a.log(ctx, in.JobID).Warn("staging full", "err", err)
 	return temporal.NewApplicationErrorWithCause(err.Error(), ErrTypeStagingFull, cause)

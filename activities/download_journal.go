@@ -7,6 +7,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/kafkasync/kafkasync/internal/progress"
 )
 
 // The journal is the download's progress kept next to its staging file, so a worker restarted on
@@ -16,16 +18,16 @@ func journalName(staging string) string { return staging + ".ranges" }
 
 // journalEntry is the journal's content.
 type journalEntry struct {
-	Boot    string   `json:"boot"`    // the kernel's boot id when it was written
-	Written Progress `json:"written"` // written to the staging file (page cache)
-	Synced  Progress `json:"synced"`  // and synced to disk
+	Boot    string            `json:"boot"`    // the kernel's boot id when it was written
+	Written progress.Progress `json:"written"` // written to the staging file (page cache)
+	Synced  progress.Progress `json:"synced"`  // and synced to disk
 }
 
 // journalEvery is how often the journal records the written ranges (no data sync: cheap).
 const journalEvery = 50 * time.Millisecond
 
 // progress is a snapshot of what the attempt has written.
-func (d *download) progress() Progress {
+func (d *download) progress() progress.Progress {
 	d.mu.Lock()
 	spans := d.done.Spans()
 	part := make(map[int]int64, len(d.partial))
@@ -35,7 +37,7 @@ func (d *download) progress() Progress {
 	bytesDone := d.done.Bytes(d.in.Size, d.in.RangeSize) + sumPartial(part)
 	d.mu.Unlock()
 	el := time.Since(d.start).Seconds()
-	return Progress{Size: d.in.Size, RangeSize: d.in.RangeSize, ModTime: d.remote.ModTime, Done: spans, Partial: part,
+	return progress.Progress{Size: d.in.Size, RangeSize: d.in.RangeSize, ModTime: d.remote.ModTime, Done: spans, Partial: part,
 		BytesDone: bytesDone, BytesPerSec: float64(d.fetched.Load()) / max(el, 1e-3), Ranges: d.n, Connections: d.conns}
 }
 

@@ -9,6 +9,8 @@ import (
 
 	"go.temporal.io/sdk/activity"
 	"golang.org/x/sys/unix"
+
+	"github.com/kafkasync/kafkasync/internal/progress"
 )
 
 // checkSize refuses a file larger than MaxFileSize before anything is planned for it.
@@ -39,7 +41,7 @@ func (d *download) plan(ctx context.Context) {
 			d.resume = p
 		}
 	}
-	var hb Progress
+	var hb progress.Progress
 	if activity.IsActivity(ctx) && activity.HasHeartbeatDetails(ctx) && activity.GetHeartbeatDetails(ctx, &hb) == nil &&
 		d.fits(hb) && progressBytes(hb) > progressBytes(d.resume) {
 		d.resume = hb
@@ -55,7 +57,7 @@ func (d *download) plan(ctx context.Context) {
 }
 
 // fits reports whether p describes this file split this way.
-func (d *download) fits(p Progress) bool {
+func (d *download) fits(p progress.Progress) bool {
 	return p.Size == d.in.Size && p.RangeSize == d.in.RangeSize
 }
 
@@ -125,7 +127,7 @@ func (d *download) openStaging(ctx context.Context) error {
 }
 
 // progressBytes is how many bytes p says are on disk.
-func progressBytes(p Progress) int64 {
+func progressBytes(p progress.Progress) int64 {
 	if p.RangeSize <= 0 {
 		return 0
 	}

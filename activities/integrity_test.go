@@ -26,6 +26,7 @@ import (
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/faultproxy"
+	"github.com/kafkasync/kafkasync/internal/progress"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/workers"
 )
@@ -248,7 +249,7 @@ func TestRemoteChangedDuringDownload(t *testing.T) {
 		rewritten <- sum
 	}()
 	e := b.actEnv()
-	var last activities.Progress
+	var last progress.Progress
 	e.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) { d.Get(&last) })
 	_, err = e.ExecuteActivity(tr.Download, in)
 	var app *temporal.ApplicationError

@@ -4,33 +4,9 @@ import (
 	"iter"
 	"slices"
 	"sort"
-	"time"
+
+	"github.com/kafkasync/kafkasync/internal/progress"
 )
-
-// Span is a half-open run [From, To) of range indices.
-type Span struct {
-	From int `json:"from"`
-	To   int `json:"to"`
-}
-
-// Progress is the Download heartbeat: which ranges of the staging file are written and synced. A
-// retry trusts it only when Size, RangeSize and ModTime match the remote file and the staging file
-// has exactly Size bytes.
-type Progress struct {
-	Size      int64 `json:"size"`
-	RangeSize int64 `json:"range_size"`
-	// ModTime is the remote file's modification time when these bytes were read.
-	ModTime time.Time `json:"mtime"`
-	Done    []Span    `json:"done"`
-	// Partial holds, for ranges begun but not finished, how many bytes from the range's start are
-	// written and synced; a retry fetches only the rest of such a range.
-	Partial map[int]int64 `json:"partial,omitempty"`
-	// BytesDone and BytesPerSec are for people watching (dashboard, CLI); they are not trusted.
-	BytesDone   int64   `json:"bytes_done"`
-	BytesPerSec float64 `json:"bytes_per_sec"`
-	Ranges      int     `json:"ranges"`
-	Connections int     `json:"connections"`
-}
 
 // NumRanges is how many ranges of rangeSize cover size bytes.
 func NumRanges(size, rangeSize int64) int {
@@ -51,13 +27,13 @@ func RangeBounds(i int, size, rangeSize int64) (off, end int64) {
 // concurrent use.
 type RangeSet struct {
 	N     int
-	spans []Span
+	spans []progress.Span
 }
 
 // NewRangeSet holds spans clipped to [0, n), sorted and merged.
-func NewRangeSet(spans []Span, n int) *RangeSet {
+func NewRangeSet(spans []progress.Span, n int) *RangeSet {
 	s := &RangeSet{N: n}
-	clipped := make([]Span, 0, len(spans))
+	clipped := make([]progress.Span, 0, len(spans))
 	for _, sp := range spans {
 		if sp.From, sp.To = max(sp.From, 0), min(sp.To, n); sp.From < sp.To {
 			clipped = append(clipped, sp)
@@ -92,7 +68,7 @@ func (s *RangeSet) Add(i int) {
 	case k < len(s.spans) && s.spans[k].From == i+1: // right before span k
 		s.spans[k].From = i
 	default:
-		s.spans = slices.Insert(s.spans, k, Span{From: i, To: i + 1})
+		s.spans = slices.Insert(s.spans, k, progress.Span{From: i, To: i + 1})
 	}
 }
 
@@ -103,7 +79,7 @@ func (s *RangeSet) Has(i int) bool {
 }
 
 // Spans returns a copy of the set's spans.
-func (s *RangeSet) Spans() []Span { return slices.Clone(s.spans) }
+func (s *RangeSet) Spans() []progress.Span { return slices.Clone(s.spans) }
 
 // Len is how many ranges the set holds.
 func (s *RangeSet) Len() int {
@@ -130,7 +106,7 @@ func (s *RangeSet) Missing() iter.Seq[int] {
 	spans := s.Spans()
 	return func(yield func(int) bool) {
 		next := 0
-		for _, sp := range append(spans, Span{From: s.N, To: s.N}) {
+		for _, sp := range append(spans, progress.Span{From: s.N, To: s.N}) {
 			for i := next; i < sp.From; i++ {
 				if !yield(i) {
 					return

@@ -5,6 +5,8 @@ import (
 	"runtime"
 	"slices"
 	"testing"
+
+	"github.com/kafkasync/kafkasync/internal/progress"
 )
 
 func TestNumRangesAndBounds(t *testing.T) {
@@ -43,8 +45,8 @@ func TestNumRangesAndBounds(t *testing.T) {
 }
 
 func TestRangeSet(t *testing.T) {
-	s := NewRangeSet([]Span{{7, 9}, {-3, 2}, {1, 3}, {5, 6}, {8, 50}}, 10)
-	if want := []Span{{0, 3}, {5, 6}, {7, 10}}; !reflect.DeepEqual(s.Spans(), want) {
+	s := NewRangeSet([]progress.Span{{From: 7, To: 9}, {From: -3, To: 2}, {From: 1, To: 3}, {From: 5, To: 6}, {From: 8, To: 50}}, 10)
+	if want := []progress.Span{{From: 0, To: 3}, {From: 5, To: 6}, {From: 7, To: 10}}; !reflect.DeepEqual(s.Spans(), want) {
 		t.Fatalf("spans %v, want %v", s.Spans(), want)
 	}
 	if got := slices.Collect(s.Missing()); !reflect.DeepEqual(got, []int{3, 4, 6}) {
@@ -56,7 +58,7 @@ func TestRangeSet(t *testing.T) {
 	for _, i := range []int{4, 3, 6, 20, -1} {
 		s.Add(i)
 	}
-	if want := []Span{{0, 10}}; !reflect.DeepEqual(s.Spans(), want) || s.Len() != 10 || !s.Has(9) || s.Has(10) {
+	if want := []progress.Span{{From: 0, To: 10}}; !reflect.DeepEqual(s.Spans(), want) || s.Len() != 10 || !s.Has(9) || s.Has(10) {
 		t.Fatalf("after adds: %v", s.Spans())
 	}
 	// Ranges finishing out of order.
@@ -64,7 +66,7 @@ func TestRangeSet(t *testing.T) {
 	for _, i := range []int{5, 3, 4, 9, 0, 1, 2, 8, 6} {
 		r.Add(i)
 	}
-	if want := []Span{{0, 7}, {8, 10}}; !reflect.DeepEqual(r.Spans(), want) {
+	if want := []progress.Span{{From: 0, To: 7}, {From: 8, To: 10}}; !reflect.DeepEqual(r.Spans(), want) {
 		t.Fatalf("spans %v, want %v", r.Spans(), want)
 	}
 }
@@ -73,7 +75,7 @@ func TestRangeSet(t *testing.T) {
 func TestPlanningAHugeFileIsLazy(t *testing.T) {
 	const size = int64(1) << 62
 	n := NumRanges(size, 1<<20)
-	s := NewRangeSet([]Span{{0, 2}}, n)
+	s := NewRangeSet([]progress.Span{{From: 0, To: 2}}, n)
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	before := ms.TotalAlloc

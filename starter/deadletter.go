@@ -15,16 +15,9 @@ import (
 	"go.temporal.io/api/serviceerror"
 	"google.golang.org/grpc/codes"
 
-	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/dlq"
 	"github.com/kafkasync/kafkasync/internal/metrics"
-)
-
-// Headers of a dead letter that carries only the start of the refused message.
-const (
-	HeaderTruncated    = "truncated"       // "true"
-	HeaderOriginalSize = "original_size"   // bytes of the whole value
-	HeaderOriginalHash = "original_sha256" // hex SHA-256 of the whole value
 )
 
 // TruncatedValueBytes is how much of a refused message's value a truncated dead letter keeps.
@@ -103,20 +96,20 @@ func (b *Bridge) dlqMessage(msg *sarama.ConsumerMessage, r refusal, limit int) *
 		reason = strings.ToValidUTF8(reason[:min(len(reason), truncatedReasonBytes)], "")
 	}
 	h := []sarama.RecordHeader{
-		header(activities.HeaderReason, reason),
-		header(activities.HeaderStage, r.stage),
-		header(activities.HeaderTopic, msg.Topic),
-		header(activities.HeaderPartition, strconv.Itoa(int(msg.Partition))),
-		header(activities.HeaderOffset, strconv.FormatInt(msg.Offset, 10)),
+		header(dlq.HeaderReason, reason),
+		header(dlq.HeaderStage, r.stage),
+		header(dlq.HeaderTopic, msg.Topic),
+		header(dlq.HeaderPartition, strconv.Itoa(int(msg.Partition))),
+		header(dlq.HeaderOffset, strconv.FormatInt(msg.Offset, 10)),
 	}
 	if r.jobID != "" {
-		h = append(h, header(activities.HeaderJobID, r.jobID), header(activities.HeaderWorkflowID, r.workflowID),
-			header(activities.HeaderSource, r.source))
+		h = append(h, header(dlq.HeaderJobID, r.jobID), header(dlq.HeaderWorkflowID, r.workflowID),
+			header(dlq.HeaderSource, r.source))
 	}
 	if truncated {
 		sum := sha256.Sum256(msg.Value)
-		h = append(h, header(HeaderTruncated, "true"), header(HeaderOriginalSize, strconv.Itoa(len(msg.Value))),
-			header(HeaderOriginalHash, hex.EncodeToString(sum[:])))
+		h = append(h, header(dlq.HeaderTruncated, "true"), header(dlq.HeaderOriginalSize, strconv.Itoa(len(msg.Value))),
+			header(dlq.HeaderOriginalHash, hex.EncodeToString(sum[:])))
 	}
 	return &sarama.ProducerMessage{Topic: b.DLQTopic, Key: keyEncoder(msg.Key), Value: sarama.ByteEncoder(value), Headers: h}
 }

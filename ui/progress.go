@@ -9,7 +9,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/progress"
 )
 
 // Progress is a job's live state as Temporal sees it.
@@ -54,7 +54,7 @@ func TemporalProgress(c client.Client) func(ctx context.Context, workflowID, run
 			}
 			if hb := pa.GetHeartbeatDetails(); hb != nil && len(hb.GetPayloads()) > 0 {
 				get := func(v ...any) error { return converter.GetDefaultDataConverter().FromPayloads(hb, v...) }
-				var hp activities.Progress
+				var hp progress.Progress
 				if err := get(&hp); err == nil {
 					p.Size, p.BytesDone, p.BytesPerSec, p.Ranges, p.Connections = hp.Size, hp.BytesDone, hp.BytesPerSec, hp.Ranges, hp.Connections
 					for _, s := range hp.Done {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"github.com/kafkasync/kafkasync/internal/testenv"
 	"io"
 	"log/slog"
 	"net/http"
@@ -18,9 +17,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/kafkasync/kafkasync/internal/dlq"
+	"github.com/kafkasync/kafkasync/internal/testenv"
+
 	"github.com/IBM/sarama"
 
-	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
@@ -343,11 +344,11 @@ func publishDeadLetter(t *testing.T, f *fixture, jobID, value string) audit.Dead
 	defer p.Close()
 	part, off, err := p.SendMessage(&sarama.ProducerMessage{Topic: dlqTopic, Key: sarama.StringEncoder(jobID), Value: sarama.StringEncoder(value),
 		Headers: []sarama.RecordHeader{
-			{Key: []byte(activities.HeaderReason), Value: []byte("verify: md5 mismatch <i>twice</i>")},
-			{Key: []byte(activities.HeaderStage), Value: []byte("verify")},
-			{Key: []byte(activities.HeaderAttempts), Value: []byte("2")},
-			{Key: []byte(activities.HeaderWorkflowID), Value: []byte("file-" + jobID)},
-			{Key: []byte(activities.HeaderJobID), Value: []byte(jobID)},
+			{Key: []byte(dlq.HeaderReason), Value: []byte("verify: md5 mismatch <i>twice</i>")},
+			{Key: []byte(dlq.HeaderStage), Value: []byte("verify")},
+			{Key: []byte(dlq.HeaderAttempts), Value: []byte("2")},
+			{Key: []byte(dlq.HeaderWorkflowID), Value: []byte("file-" + jobID)},
+			{Key: []byte(dlq.HeaderJobID), Value: []byte(jobID)},
 		}})
 	if err != nil {
 		t.Fatal(err)
@@ -412,7 +413,7 @@ func TestDeadLetterReplayOnceAndDiscardAudited(t *testing.T) {
 	if len(msgs) != 1 || string(msgs[0].Key) != "job-a" || string(msgs[0].Value) != string(a.Value) {
 		t.Fatalf("jobs topic holds %d messages, want exactly the replayed one", len(msgs))
 	}
-	if h := msgs[0].Headers; len(h) != 1 || string(h[0].Key) != kafkaops.HeaderReplayedFrom ||
+	if h := msgs[0].Headers; len(h) != 1 || string(h[0].Key) != dlq.HeaderReplayedFrom ||
 		string(h[0].Value) != fmt.Sprintf("%s/%d/%d", dlqTopic, a.Partition, a.Offset) {
 		t.Fatalf("replay headers %v", h)
 	}

@@ -18,6 +18,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/dlq"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/internal/testenv"
@@ -183,7 +184,7 @@ func TestDashboardInBrowser(t *testing.T) {
 	replayed := 0
 	for _, m := range testenv.ReadTopic(t, cfg.Kafka.Brokers, cfg.Kafka.JobsTopic) {
 		for _, h := range m.Headers {
-			if string(h.Key) == kafkaops.HeaderReplayedFrom {
+			if string(h.Key) == dlq.HeaderReplayedFrom {
 				replayed++
 				if string(m.Key) != "evil" {
 					t.Fatalf("replayed message key %q", m.Key)

@@ -9,9 +9,9 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
 
-	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/progress"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/internal/testproc"
 	"github.com/kafkasync/kafkasync/starter"
@@ -47,7 +47,7 @@ func TestWorkerKilledMidDownloadResumes(t *testing.T) {
 	}
 
 	// Wait until the heartbeat says more than half the file is safely on disk, then kill.
-	var seen activities.Progress
+	var seen progress.Progress
 	for seen.BytesDone < size*55/100 {
 		if ctx.Err() != nil {
 			t.Fatalf("download never reached 55%%: last heartbeat %+v", seen)

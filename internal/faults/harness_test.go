@@ -24,6 +24,7 @@ import (
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/dlq"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/internal/testproc"
@@ -280,14 +281,14 @@ func (s *suite) ledger() {
 	seen := map[string]int{}
 	for _, m := range dls {
 		h := headers(m)
-		id := h[activities.HeaderJobID]
+		id := h[dlq.HeaderJobID]
 		if id == "" {
 			id = string(m.Key)
 		}
 		seen[id]++
-		if reason, ok := s.refused[string(m.Key)]; ok && h[activities.HeaderJobID] == "" {
-			if h[activities.HeaderStage] != "validate" || !strings.Contains(h[activities.HeaderReason], reason) {
-				t.Errorf("refused message %q: stage %q reason %q, want validate and %q", m.Key, h[activities.HeaderStage], h[activities.HeaderReason], reason)
+		if reason, ok := s.refused[string(m.Key)]; ok && h[dlq.HeaderJobID] == "" {
+			if h[dlq.HeaderStage] != "validate" || !strings.Contains(h[dlq.HeaderReason], reason) {
+				t.Errorf("refused message %q: stage %q reason %q, want validate and %q", m.Key, h[dlq.HeaderStage], h[dlq.HeaderReason], reason)
 			}
 			continue
 		}
@@ -295,8 +296,8 @@ func (s *suite) ledger() {
 		switch {
 		case !ok || !w.dead:
 			t.Errorf("unexpected dead letter %q: %v", id, h)
-		case h[activities.HeaderStage] != w.stage || !strings.Contains(h[activities.HeaderReason]+" "+h[activities.HeaderErrorType], w.reason):
-			t.Errorf("dead letter %s: stage %q reason %q, want %s and %q", id, h[activities.HeaderStage], h[activities.HeaderReason], w.stage, w.reason)
+		case h[dlq.HeaderStage] != w.stage || !strings.Contains(h[dlq.HeaderReason]+" "+h[dlq.HeaderErrorType], w.reason):
+			t.Errorf("dead letter %s: stage %q reason %q, want %s and %q", id, h[dlq.HeaderStage], h[dlq.HeaderReason], w.stage, w.reason)
 		}
 	}
 	for id, n := range seen {

@@ -16,11 +16,11 @@ import (
 	"go.temporal.io/sdk/converter"
 	"golang.org/x/crypto/ssh"
 
-	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/faultproxy"
+	"github.com/kafkasync/kafkasync/internal/progress"
 	"github.com/kafkasync/kafkasync/internal/sftpserver"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/internal/testproc"
@@ -28,7 +28,7 @@ import (
 )
 
 // progress returns the Download heartbeat of a job's workflow, its attempt and its last failure.
-func (s *suite) progress(id string) (p activities.Progress, attempt int32, lastFailure string) {
+func (s *suite) progress(id string) (p progress.Progress, attempt int32, lastFailure string) {
 	s.t.Helper()
 	d, err := s.c.DescribeWorkflowExecution(s.ctx, "file-"+id, "")
 	if err != nil {
@@ -76,7 +76,7 @@ func TestWorkerKilledMidDownloadOf1GiB(t *testing.T) {
 	w := s.worker(s.cfg)
 	s.bridge(s.cfg)
 	s.job("big", "in/big.bin", size, 77)
-	var seen activities.Progress
+	var seen progress.Progress
 	s.waitFor("half of the download", 3*time.Minute, func() bool {
 		seen, _, _ = s.progress("big")
 		return seen.BytesDone >= size/2
@@ -249,7 +249,7 @@ func TestWorkerSIGTERMIsGraceful(t *testing.T) {
 	w := s.worker(s.cfg)
 	s.bridge(s.cfg)
 	s.job("term", "in/term.bin", size, 41)
-	var seen activities.Progress
+	var seen progress.Progress
 	s.waitFor("a quarter downloaded", time.Minute, func() bool {
 		seen, _, _ = s.progress("term")
 		return seen.BytesDone >= size/4

@@ -12,14 +12,11 @@ import (
 
 	"github.com/IBM/sarama"
 
-	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/dlq"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 )
-
-// HeaderReplayedFrom marks a job message republished from the dead-letter topic: "topic/partition/offset".
-const HeaderReplayedFrom = "replayed_from"
 
 // Kafka is one client shared by the indexer, the replayer and the lag reader.
 type Kafka struct {
@@ -133,7 +130,7 @@ func (k *Kafka) Republish(topic string) audit.Publish {
 		msg := &sarama.ProducerMessage{
 			Topic: topic,
 			Value: sarama.ByteEncoder(d.Value),
-			Headers: []sarama.RecordHeader{{Key: []byte(HeaderReplayedFrom),
+			Headers: []sarama.RecordHeader{{Key: []byte(dlq.HeaderReplayedFrom),
 				Value: fmt.Appendf(nil, "%s/%d/%d", d.Topic, d.Partition, d.Offset)}},
 		}
 		if d.Key != nil {
@@ -246,7 +243,7 @@ func FromMessage(m *sarama.ConsumerMessage) audit.DeadLetter {
 		}
 	}
 	d := audit.DeadLetter{Topic: m.Topic, Partition: m.Partition, Offset: m.Offset, Key: m.Key, Value: m.Value,
-		Reason: h[activities.HeaderReason], Stage: h[activities.HeaderStage], PublishedAt: m.Timestamp}
+		Reason: h[dlq.HeaderReason], Stage: h[dlq.HeaderStage], PublishedAt: m.Timestamp}
 	if d.PublishedAt.IsZero() {
 		d.PublishedAt = time.Now()
 	}
@@ -262,20 +259,20 @@ func FromMessage(m *sarama.ConsumerMessage) audit.DeadLetter {
 		}
 		return nil
 	}
-	d.ErrorType, d.WorkflowID, d.OriginTopic = str(activities.HeaderErrorType), str(activities.HeaderWorkflowID), str(activities.HeaderTopic)
-	d.JobID, d.Source = str(activities.HeaderJobID), str(activities.HeaderSource)
+	d.ErrorType, d.WorkflowID, d.OriginTopic = str(dlq.HeaderErrorType), str(dlq.HeaderWorkflowID), str(dlq.HeaderTopic)
+	d.JobID, d.Source = str(dlq.HeaderJobID), str(dlq.HeaderSource)
 	if d.JobID == nil && len(m.Key) > 0 {
 		k := string(m.Key)
 		d.JobID = &k
 	}
-	if v, err := strconv.Atoi(h[activities.HeaderAttempts]); err == nil {
+	if v, err := strconv.Atoi(h[dlq.HeaderAttempts]); err == nil {
 		d.Attempts = &v
 	}
-	if v, err := strconv.ParseInt(h[activities.HeaderPartition], 10, 32); err == nil {
+	if v, err := strconv.ParseInt(h[dlq.HeaderPartition], 10, 32); err == nil {
 		p := int32(v)
 		d.OriginPartition = &p
 	}
-	if v, err := strconv.ParseInt(h[activities.HeaderOffset], 10, 64); err == nil {
+	if v, err := strconv.ParseInt(h[dlq.HeaderOffset], 10, 64); err == nil {
 		d.OriginOffset = &v
 	}
 	return d
