@@ -41,7 +41,7 @@ func (w *Watcher) round(ctx context.Context, s *source, entries []int) error {
 	if announced > 0 {
 		lvl = w.log.Info
 	}
-	lvl("watch: listed", "source", s.name, "files", total, "announced", announced, "took", time.Since(start).Round(time.Millisecond))
+	lvl("watch: listed", "source", s.name, "files", total, "announced", announced, "took", time.Since(start).Round(time.Millisecond).String())
 	return nil
 }
 

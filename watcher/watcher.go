@@ -22,6 +22,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/job"
+	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 )
 
@@ -80,6 +81,9 @@ func New(o Options) (*Watcher, error) {
 			return nil, fmt.Errorf("source %s: %w", name, err)
 		}
 		w.sources = append(w.sources, &source{name: name, dialer: d, watch: s.Watch, listed: make([]int, len(s.Watch))})
+		// Counters that exist from the start show zero rather than nothing.
+		metrics.WatchAnnounced.WithLabelValues(name)
+		metrics.WatchSkipped.WithLabelValues(name)
 	}
 	if len(w.sources) == 0 {
 		return nil, ErrNothingToWatch

@@ -189,8 +189,8 @@ type Metrics struct {
 // Log configures log/slog.
 type Log struct {
 	Level string `toml:"level" env:"LEVEL"`
-	// Format is text or json; empty: json for the long-running services (worker, bridge, ui), text
-	// for dev and the one-shot commands.
+	// Format is text or json; empty: json for the long-running services (worker, bridge, watch,
+	// ui), text for dev and the one-shot commands.
 	Format string `toml:"format" env:"FORMAT"`
 }
 
