@@ -10,9 +10,17 @@ import (
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 )
 
+// roundTimeout bounds one round of a source, so a server that stops answering cannot hold the
+// source's lock for ever; at the pace of the tests it is millions of files.
+const roundTimeout = 10 * time.Minute
+
 // round lists the entries of s numbered in entries, holding the source's lock the whole time; when
 // another watcher holds it, the round does nothing: that watcher lists the source.
 func (w *Watcher) round(ctx context.Context, s *source, entries []int) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, roundTimeout)
+	defer cancel()
 	start := time.Now()
 	lock, err := lockSource(w.dsn, s.name, w.log)
 	if err != nil {
@@ -52,6 +60,8 @@ func (w *Watcher) listEntries(ctx context.Context, s *source, lock *sourceLock, 
 		return 0, err
 	}
 	defer c.Close()
+	// pkg/sftp's Stat takes no context: a connection dropped at once ends whatever waits on it.
+	defer context.AfterFunc(ctx, c.Abort)()
 	announced := 0
 	for _, i := range entries {
 		l := &lister{w: w, src: s, c: c, lock: lock, e: s.watch[i]}

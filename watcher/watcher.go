@@ -54,13 +54,15 @@ type Watcher struct {
 	sources []*source
 }
 
-// source is one SFTP source with watch entries. listed is what each entry matched at its last
-// listing; only the source's own round touches it.
+// source is one SFTP source with watch entries. mu is held by its round: one at a time in this
+// process, whatever calls Run and Once.
 type source struct {
 	name   string
 	dialer *sftpdial.Dialer
 	watch  []config.Watch
-	listed []int
+
+	mu     sync.Mutex
+	listed []int // what each entry matched at its last listing
 }
 
 // New checks every source with watch entries can be dialled (keys and host keys readable); it
