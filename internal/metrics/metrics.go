@@ -1,6 +1,6 @@
-// Package metrics holds kafkasync's Prometheus metrics. One registry per process: the worker and
-// the bridge serve it on their metrics port, the dashboard at /metrics, `kafkasync dev` (all three in
-// one process) on the dashboard.
+// Package metrics holds kafkasync's Prometheus metrics. One registry per process: the worker, the
+// bridge and the watcher serve it on their metrics port, the dashboard at /metrics, `kafkasync dev`
+// (worker, bridge and dashboard in one process) on the dashboard.
 package metrics
 
 import (
