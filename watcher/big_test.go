@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/sftpdial"
 )
 
 // Twenty thousand files are each announced once, in one directory and in twenty of a thousand
@@ -52,6 +53,39 @@ func TestTwentyThousandFiles(t *testing.T) {
 		}
 	}
 	onceEach(t, readJobs(t, testConfig(sources), "t-big"), want)
+	listingHeap(t, testConfig(sources), "big-20000-1", "/big-20000-1/d00")
+}
+
+// listingHeap reports what pkg/sftp's listing of dir holds on the client's side alone.
+func listingHeap(t *testing.T, cfg config.Config, src, dir string) {
+	s, _ := cfg.Source(src)
+	d, err := sftpdial.New(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := d.DialRetry(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	before := liveHeap()
+	fis, err := c.ReadDirContext(context.Background(), dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	held := liveHeap() - before
+	t.Logf("pkg/sftp's listing of %d entries holds %.1f MiB (%d bytes each)", len(fis), mib(held), held/uint64(len(fis)))
+	runtime.KeepAlive(fis)
+}
+
+// liveHeap collects twice (the first leaves what sync.Pools held in their victim caches) and
+// returns what stayed.
+func liveHeap() uint64 {
+	runtime.GC()
+	runtime.GC()
+	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
+	metrics.Read(s)
+	return s[0].Value.Uint64()
 }
 
 type memory struct{ base, peakLive, peakHeap, rss uint64 }
@@ -62,12 +96,9 @@ type memory struct{ base, peakLive, peakHeap, rss uint64 }
 func measure(f func()) memory {
 	// Frequent collections, so that the live heap is sampled near its peak.
 	defer debug.SetGCPercent(debug.SetGCPercent(20))
-	runtime.GC()
-	runtime.GC() // the first leaves what sync.Pools held in their victim caches
+	m := memory{base: liveHeap()}
 	os.WriteFile("/proc/self/clear_refs", []byte("5"), 0)
 	samples := []metrics.Sample{{Name: "/gc/heap/live:bytes"}, {Name: "/memory/classes/heap/objects:bytes"}}
-	metrics.Read(samples)
-	m := memory{base: samples[0].Value.Uint64()}
 	stop, done := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)

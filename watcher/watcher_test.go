@@ -38,12 +38,13 @@ func TestGrowingFileAnnouncedOnceItStops(t *testing.T) {
 	go w.Run(ctx)
 
 	chunk := strings.Repeat("x", 1024)
+	var lastWrite time.Time
 	for range 25 { // 2.5 s, longer than min_age
 		f.WriteString(chunk)
+		lastWrite = time.Now()
 		time.Sleep(100 * time.Millisecond)
 	}
 	f.Close()
-	stopped := time.Now()
 	jobs := readJobs(t, cfg, "t-slow")
 	if len(jobs["/slow/growing.bin"]) != 0 {
 		t.Fatalf("announced while it grew: %+v", jobs["/slow/growing.bin"])
@@ -52,7 +53,7 @@ func TestGrowingFileAnnouncedOnceItStops(t *testing.T) {
 		t.Fatalf("the complete file: %d announcements while the other grew, want 1", len(jobs["/slow/done.bin"]))
 	}
 	jobs = waitJobs(t, cfg, "t-slow", 2, 15*time.Second)
-	if took := time.Since(stopped); took < minAge {
+	if took := time.Since(lastWrite); took < minAge {
 		t.Fatalf("announced %v after the last write, min_age is %v", took, minAge)
 	}
 	time.Sleep(500 * time.Millisecond) // several more rounds
