@@ -33,9 +33,11 @@ func TestGrowingFileAnnouncedOnceItStops(t *testing.T) {
 	}
 	log, _ := newLog(t)
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
 	w := newWatcher(t, cfg, nil, log)
-	go w.Run(ctx)
+	var wg sync.WaitGroup
+	wg.Go(func() { w.Run(ctx) })
+	defer wg.Wait() // before the producer closes
+	defer cancel()
 
 	chunk := strings.Repeat("x", 1024)
 	var lastWrite time.Time
