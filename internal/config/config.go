@@ -180,18 +180,19 @@ type UI struct {
 	RateLimit float64 `toml:"rate_limit" env:"RATE_LIMIT"`
 }
 
-// Metrics says where the worker and the bridge serve Prometheus metrics (the dashboard serves them
-// at /metrics on its own port). Empty: not served.
+// Metrics says where the worker, the bridge and the watcher serve Prometheus metrics (the dashboard
+// serves them at /metrics on its own port). Empty: not served.
 type Metrics struct {
 	WorkerListen string `toml:"worker_listen" env:"WORKER_LISTEN"`
 	BridgeListen string `toml:"bridge_listen" env:"BRIDGE_LISTEN"`
+	WatchListen  string `toml:"watch_listen" env:"WATCH_LISTEN"`
 }
 
 // Log configures log/slog.
 type Log struct {
 	Level string `toml:"level" env:"LEVEL"`
-	// Format is text or json; empty: json for the long-running services (worker, bridge, ui), text
-	// for dev and the one-shot commands.
+	// Format is text or json; empty: json for the long-running services (worker, bridge, watch,
+	// ui), text for dev and the one-shot commands.
 	Format string `toml:"format" env:"FORMAT"`
 }
 
@@ -270,7 +271,7 @@ func Default() Config {
 		},
 		Postgres: Postgres{DSN: "postgres://postgres@127.0.0.1:5433/kafkasync?sslmode=disable"},
 		UI:       UI{Listen: "127.0.0.1:8080", RateLimit: 50},
-		Metrics:  Metrics{WorkerListen: "127.0.0.1:9464", BridgeListen: "127.0.0.1:9465"},
+		Metrics:  Metrics{WorkerListen: "127.0.0.1:9464", BridgeListen: "127.0.0.1:9465", WatchListen: "127.0.0.1:9466"},
 		Log:      Log{Level: "info"},
 		Dev: Dev{
 			Dir:          ".kafkasync",

@@ -86,7 +86,7 @@ func TestExampleConfigLoads(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if cfg.Metrics.WorkerListen == "" || cfg.Transfer.StallTimeout.D() != 30*time.Second {
+	if cfg.Metrics.WorkerListen == "" || cfg.Metrics.WatchListen != "0.0.0.0:9466" || cfg.Transfer.StallTimeout.D() != 30*time.Second {
 		t.Fatalf("example config not read: %+v %+v", cfg.Metrics, cfg.Transfer)
 	}
 }

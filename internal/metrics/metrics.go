@@ -1,6 +1,6 @@
-// Package metrics holds kafkasync's Prometheus metrics. One registry per process: the worker and
-// the bridge serve it on their metrics port, the dashboard at /metrics, `kafkasync dev` (all three in
-// one process) on the dashboard.
+// Package metrics holds kafkasync's Prometheus metrics. One registry per process: the worker, the
+// bridge and the watcher serve it on their metrics port, the dashboard at /metrics, `kafkasync dev`
+// (worker, bridge and dashboard in one process) on the dashboard.
 package metrics
 
 import (
@@ -61,11 +61,35 @@ var (
 	BridgeLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kafkasync_bridge_consumer_lag", Help: "Messages on the jobs topic after the last one this bridge handled, per partition.",
 	}, []string{"topic", "partition"})
+	// WatchAnnounced counts the files `kafkasync watch` announced, once Kafka acknowledged them.
+	WatchAnnounced = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kafkasync_watch_announced_total", Help: "Files the watcher announced as jobs (acknowledged by Kafka), per source.",
+	}, []string{"source"})
+	// WatchListed is how many files matched the watch entries of a source at its last listing.
+	WatchListed = prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "kafkasync_watch_listed_files", Help: "Files matching a source's watch entries at its last complete listing by this watcher.",
+	}, []string{"source"})
+	// WatchSkipped counts entries the watcher could not consider: unreadable, not a regular file,
+	// or a path no job may name.
+	WatchSkipped = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kafkasync_watch_skipped_total", Help: "Directory entries the watcher skipped (unreadable, not a regular file, refused as a job), per source.",
+	}, []string{"source"})
+	// WatchRounds counts listing rounds by outcome: ok, error, or locked (another replica held the
+	// source's lock).
+	WatchRounds = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "kafkasync_watch_rounds_total", Help: "Listing rounds per source, by outcome: ok, error, locked (another watcher held the source).",
+	}, []string{"source", "outcome"})
+	// WatchListSeconds is how long a listing round of a source took, announcements included.
+	WatchListSeconds = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "kafkasync_watch_listing_duration_seconds", Help: "Duration of one listing round of a source, announcements included.",
+		Buckets: prometheus.ExponentialBuckets(0.01, 3, 10), // 10 ms .. ~3 min
+	}, []string{"source"})
 )
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Jobs, SourceBytes, Bytes, StepSeconds, SFTPConnections, ActiveDownloads, HostSlotWait, BridgeLag)
+		Jobs, SourceBytes, Bytes, StepSeconds, SFTPConnections, ActiveDownloads, HostSlotWait, BridgeLag,
+		WatchAnnounced, WatchListed, WatchSkipped, WatchRounds, WatchListSeconds)
 	for _, e := range []string{"started", "duplicate", "refused", "succeeded", "failed", "dead_lettered", "replayed", "discarded"} {
 		Jobs.WithLabelValues(e, "default")
 	}
