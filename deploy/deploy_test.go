@@ -306,3 +306,28 @@ func TestOneKafkaVersionEverywhere(t *testing.T) {
 		}
 	}
 }
+
+// The README's complete example configuration is one kafkasync accepts, with the sources, watch
+// entries and actions it describes.
+func TestREADMEExampleConfigLoads(t *testing.T) {
+	b, err := os.ReadFile("../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, after, ok := strings.Cut(string(b), "### One complete example")
+	_, block, ok2 := strings.Cut(after, "```toml\n")
+	block, _, ok3 := strings.Cut(block, "```")
+	if !ok || !ok2 || !ok3 {
+		t.Fatal("README has no complete example in a toml block")
+	}
+	f := filepath.Join(t.TempDir(), "k.toml")
+	os.WriteFile(f, []byte(block), 0o600)
+	cfg, err := config.Load(f, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b2, ok := cfg.Source("partner-b")
+	if !ok || len(b2.Watch) != 1 || b2.OnSuccessAction().Dir != "/archived" || cfg.Kafka.DoneTopic != "files.jobs.done" {
+		t.Fatalf("partner-b %+v, done topic %s", b2, cfg.Kafka.DoneTopic)
+	}
+}

@@ -100,7 +100,11 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 	cfg.Transfer.StagingDir = filepath.Join(dir, "data", "staging")
 	cfg.Transfer.CompletedDir = filepath.Join(dir, "data", "completed")
 	// One process: the dashboard serves every component's metrics at /metrics.
-	cfg.Metrics.WorkerListen, cfg.Metrics.BridgeListen = "", ""
+	cfg.Metrics.WorkerListen, cfg.Metrics.BridgeListen, cfg.Metrics.WatchListen = "", "", ""
+	inbox, err := watchInbox(&cfg, st.SFTP.Root)
+	if err != nil {
+		return err
+	}
 	cfg.UI.PublicRead = true
 	if cfg.UI.APIKey == "" {
 		key, err := devAPIKey(filepath.Join(dir, "dashboard.key"))
@@ -126,6 +130,7 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 	g.Go(func() error { return a.serveWorker(gctx, cfg, c) })
 	g.Go(func() error { return a.serveBridge(gctx, cfg, c) })
 	g.Go(func() error { return a.runUI(gctx, cfg) })
+	g.Go(func() error { return a.runWatch(gctx, cfg, false) })
 
 	fmt.Fprintf(out, `
 kafkasync dev is up. Where to look:
@@ -137,12 +142,14 @@ kafkasync dev is up. Where to look:
   S3 bucket         s3://%s at %s (objects as files under %s)
   audit table       psql '%s' -c 'SELECT job_id, status, size_bytes, bytes_per_sec FROM jobs'
   SFTP server       sftp -P %d -i %s -o UserKnownHostsFile=%s %s@127.0.0.1  (serves %s)
+  drop a file       copy it into %s: it is archived with no command (watched every 2 s,
+                    announced once unchanged for 2 s)
   submit a job      put a file under %s, then: kafkasync submit --remote-path /<file> --md5-from <file>
   endpoints         %s
 Ctrl-C stops everything.
 `, kafkaBanner(st.Kafka), temporalBanner(st.Temporal, st.Postgres), cfg.UI.PublicURL, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
 		st.Postgres.DSN, portOf(st.SFTP.Addr), st.SFTP.KeyFile, st.SFTP.KnownHosts, st.SFTP.User, st.SFTP.Root,
-		st.SFTP.Root, envFile)
+		inbox, st.SFTP.Root, envFile)
 
 	if demo {
 		g.Go(func() error { return a.runDemo(gctx, out, cfg, st) })
@@ -150,6 +157,17 @@ Ctrl-C stops everything.
 	err = g.Wait()
 	fmt.Fprintln(out, "stopping ...")
 	return err
+}
+
+// watchInbox makes the dev SFTP server's /inbox a watched directory of the default source (unless
+// the config watches something already) and returns where it is on disk.
+func watchInbox(cfg *config.Config, root string) (string, error) {
+	inbox := filepath.Join(root, "inbox")
+	if len(cfg.SFTP.Watch) == 0 {
+		cfg.SFTP.Watch = []config.Watch{{Dir: "/inbox", MinAge: config.Duration(2 * time.Second),
+			Interval: config.Duration(2 * time.Second), Topic: cfg.Kafka.JobsTopic}}
+	}
+	return inbox + "/", os.MkdirAll(inbox, 0o755)
 }
 
 // devAPIKey reads the dev dashboard's API key, creating it (random, mode 0600) on first use.
