@@ -3,6 +3,7 @@ package activities_test
 import (
 	"context"
 	"crypto/md5"
+	"crypto/rand"
 	"encoding/hex"
 	"fmt"
 	"os"
@@ -25,14 +26,20 @@ import (
 	"github.com/kafkasync/kafkasync/workers"
 )
 
-// partners are two sources beside the default one: OpenSSH's sshd logged into with an encrypted
-// key, and an in-process server (its own host key and account) with a password.
+// partners are three sources beside the default one: OpenSSH's sshd logged into with an encrypted
+// key, an in-process server (its own host key and account) with a password, and a second sshd
+// (its own host key) logged into with the password of a system account of its own.
 type partners struct {
 	cfg        config.Config
 	sshdRoot   string // where sshd's files are (it serves this machine's absolute paths)
 	passServer *sftpserver.Server
 	passRoot   string
+	// sshdPassRoot is readable by partner-c's account.
+	sshdPassRoot string
 }
+
+// partnerCAccount is the system account partner-c's sshd lets in with a password.
+const partnerCAccount = "kafkasync-sftp-test"
 
 func startPartners(t *testing.T, env *testenv.Env) *partners {
 	t.Helper()
@@ -59,13 +66,52 @@ func startPartners(t *testing.T, env *testenv.Env) *partners {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { p.passServer.Close() })
+	c := startPasswordSSHD(t, filepath.Join(dir, "sshd-c"))
+	p.sshdPassRoot = c.root
 
 	p.cfg.Sources = map[string]config.Source{
 		"partner-a": {Addr: sshd.Addr, User: sshd.User, KeyFile: sshd.KeyFile, KeyPassphrase: "partner-a-passphrase",
 			KnownHosts: knownA, DialTimeout: config.Duration(5 * time.Second), MaxConnections: 4, SharedConnections: 1},
 		"partner-b": {Addr: p.passServer.Addr(), User: "partner-b", Password: "partner-b-password", HostKey: strings.TrimSpace(string(ssh.MarshalAuthorizedKey(hostKey.PublicKey()))),
 			DialTimeout: config.Duration(5 * time.Second), MaxJobs: 1, Bandwidth: 4 << 20},
+		"partner-c": {Addr: c.sshd.Addr, User: partnerCAccount, Password: config.Secret(c.password), KnownHosts: c.knownHosts,
+			DialTimeout: config.Duration(5 * time.Second), MaxConnections: 2},
 	}
+	return p
+}
+
+type passwordSSHD struct {
+	sshd                 *devstack.SSHD
+	password, knownHosts string
+	root                 string
+}
+
+// startPasswordSSHD runs sshd for partner-c's system account with a password made for this run,
+// locked again when the test ends. It needs root, as useradd does.
+func startPasswordSSHD(t *testing.T, dir string) passwordSSHD {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("partner-c's sshd logs into a system account of its own, which only root can create")
+	}
+	pw := make([]byte, 18)
+	rand.Read(pw)
+	p := passwordSSHD{password: hex.EncodeToString(pw)}
+	if err := devstack.SystemAccount(partnerCAccount, p.password); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { devstack.LockSystemAccount(partnerCAccount) })
+	var err error
+	if p.sshd, err = devstack.StartPasswordSSHD(context.Background(), dir, partnerCAccount); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(p.sshd.Stop)
+	p.knownHosts = filepath.Join(dir, "known_hosts")
+	os.WriteFile(p.knownHosts, []byte(knownHostsLine(p.sshd.Addr, p.sshd.HostKeys["ed25519"])+"\n"), 0o644)
+	if p.root, err = os.MkdirTemp("", "kafkasync-partner-c-"); err != nil {
+		t.Fatal(err)
+	}
+	os.Chmod(p.root, 0o755) // the account reads it
+	t.Cleanup(func() { os.RemoveAll(p.root) })
 	return p
 }
 
@@ -94,7 +140,7 @@ func fileMD5(t *testing.T, root *os.Root, name string) string {
 	return hex.EncodeToString(s[:])
 }
 
-// Jobs from three sources at once, each with its own server, host key, account and limits: the
+// Jobs from four sources at once, each with its own server, host key, account and limits: the
 // bandwidth cap of one holds (32 MiB at 4 MiB/s takes 8 s ± 15 %), its job limit holds, and a job
 // naming a source the worker does not know fails for good.
 func TestSourcesEachWithTheirOwnServerKeyAndLimits(t *testing.T) {
@@ -110,6 +156,8 @@ func TestSourcesEachWithTheirOwnServerKeyAndLimits(t *testing.T) {
 	sumCapped := writeAt(t, filepath.Join(p.passRoot, "out/big.bin"), capped, 1)
 	sumA := writeAt(t, filepath.Join(p.sshdRoot, "a.bin"), 3<<20, 2)
 	sumDefault := env.WriteFile(t, "d.bin", 2<<20, 3)
+	sumC := writeAt(t, filepath.Join(p.sshdPassRoot, "c.bin"), 3<<20, 4)
+	os.Chmod(filepath.Join(p.sshdPassRoot, "c.bin"), 0o644)
 	var s testsuite.WorkflowTestSuite
 	download := func(in activities.DownloadInput) (activities.DownloadResult, time.Duration, error) {
 		e := s.NewTestActivityEnvironment()
@@ -144,8 +192,14 @@ func TestSourcesEachWithTheirOwnServerKeyAndLimits(t *testing.T) {
 			t.Errorf("default: %v", err)
 		}
 	})
+	wg.Go(func() {
+		if _, _, err := download(activities.DownloadInput{JobID: "c-1", Source: "partner-c", RemotePath: filepath.Join(p.sshdPassRoot, "c.bin"),
+			Size: 3 << 20, RangeSize: 1 << 20}); err != nil {
+			t.Errorf("partner-c: %v", err)
+		}
+	})
 	wg.Wait()
-	for id, want := range map[string]string{"b-big": sumCapped, "a-1": sumA, "d-1": sumDefault} {
+	for id, want := range map[string]string{"b-big": sumCapped, "a-1": sumA, "d-1": sumDefault, "c-1": sumC} {
 		if got := fileMD5(t, tr.Staging, activities.StagingName(id)); got != want {
 			t.Errorf("%s: md5 %s, the source's file has %s", id, got, want)
 		}
@@ -216,6 +270,8 @@ func TestSourceCredentialsRefused(t *testing.T) {
 	}
 	wrongPassword, otherKey := b, b
 	wrongPassword.Password = "wrong"
+	wrongOnSSHD := p.cfg.Sources["partner-c"]
+	wrongOnSSHD.Password = "wrong"
 	otherKey.HostKey = env.Cfg.SFTP.HostKey
 	if otherKey.HostKey == "" {
 		line, _ := os.ReadFile(env.Cfg.SFTP.KnownHosts)
@@ -225,7 +281,8 @@ func TestSourceCredentialsRefused(t *testing.T) {
 	for name, tc := range map[string]struct {
 		src  config.Source
 		want string
-	}{"wrong password": {wrongPassword, activities.ErrTypeAuth}, "the default source's host key": {otherKey, activities.ErrTypeHostKey}} {
+	}{"wrong password": {wrongPassword, activities.ErrTypeAuth}, "the default source's host key": {otherKey, activities.ErrTypeHostKey},
+		"wrong password on sshd": {wrongOnSSHD, activities.ErrTypeAuth}} {
 		t.Run(name, func(t *testing.T) {
 			cfg := p.cfg
 			cfg.Sources = map[string]config.Source{"partner-b": tc.src}
