@@ -11,6 +11,7 @@ import (
 	"path"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -192,7 +193,7 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 	t := b.Sources[j.SourceName()]
 	opts := StartOptions(b.TaskQueue, t, j, msg)
 	in := workflows.Input{Job: j, Message: msg.Value, Key: msg.Key, SourceTopic: msg.Topic,
-		SourcePartition: msg.Partition, SourceOffset: msg.Offset, Options: b.Options, Indexed: true}
+		SourcePartition: msg.Partition, SourceOffset: msg.Offset, Options: b.Options, Indexed: true, SubmittedBy: submittedBy(msg)}
 	if t.Bucket != "" {
 		in.Options.Bucket = t.Bucket
 	}
@@ -215,6 +216,17 @@ func (b *Bridge) start(ctx context.Context, j job.Job, msg *sarama.ConsumerMessa
 		return true, nil // this job is running: the message is a redelivery
 	}
 	return false, nil
+}
+
+// submittedBy is the account the dashboard says submitted msg, at most 200 bytes of valid UTF-8.
+func submittedBy(msg *sarama.ConsumerMessage) string {
+	for _, h := range msg.Headers {
+		if h != nil && string(h.Key) == job.HeaderSubmittedBy {
+			v := h.Value[:min(len(h.Value), 200)]
+			return strings.ToValidUTF8(string(v), "")
+		}
+	}
+	return ""
 }
 
 // StartOptions are the options of a job's start: its workflow ID, indexed search attributes and

@@ -15,6 +15,7 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workflows"
@@ -26,6 +27,7 @@ type flakyTemporal struct {
 	fail  int
 	calls int
 	ids   []string
+	by    []string // the SubmittedBy of each start
 }
 
 func (f *flakyTemporal) ExecuteWorkflow(_ context.Context, o client.StartWorkflowOptions, _ any, args ...any) (client.WorkflowRun, error) {
@@ -36,6 +38,7 @@ func (f *flakyTemporal) ExecuteWorkflow(_ context.Context, o client.StartWorkflo
 		return nil, errors.New("connection refused")
 	}
 	f.ids = append(f.ids, o.ID+"|"+args[0].(workflows.Input).Job.RemotePath)
+	f.by = append(f.by, args[0].(workflows.Input).SubmittedBy)
 	return nil, nil
 }
 
@@ -73,7 +76,7 @@ func TestBridgeCommitsOnlyAfterTemporalAccepted(t *testing.T) {
 	}
 	defer prod.Close()
 	if _, _, err := prod.SendMessage(&sarama.ProducerMessage{Topic: "jobs", Partition: 0, Key: sarama.StringEncoder("j1"),
-		Value: sarama.StringEncoder(`{"remote_path":"/a.bin"}`)}); err != nil {
+		Value: sarama.StringEncoder(`{"remote_path":"/a.bin"}`), Headers: []sarama.RecordHeader{{Key: []byte(job.HeaderSubmittedBy), Value: []byte("account:alice")}}}); err != nil {
 		t.Fatal(err)
 	}
 
@@ -99,6 +102,9 @@ func TestBridgeCommitsOnlyAfterTemporalAccepted(t *testing.T) {
 		if len(ids) == 1 && off == 1 {
 			if ids[0] != "file-j1|/a.bin" {
 				t.Fatalf("started %v", ids)
+			}
+			if tmp.by[0] != "account:alice" {
+				t.Fatalf("submitted by %q, the message's header says account:alice", tmp.by[0])
 			}
 			if !sawRefusalUncommitted {
 				t.Fatal("never observed the refusals")

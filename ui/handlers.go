@@ -250,7 +250,7 @@ func (h *handlers) apiSubmit(c echo.Context) error {
 	if err != nil {
 		return echo.NewHTTPError(http.StatusBadRequest, "read body: "+err.Error())
 	}
-	res, err := h.o.Submit(c.Request().Context(), body)
+	res, err := h.o.Submit(c.Request().Context(), body, actorFrom(c))
 	if err != nil {
 		var he *echo.HTTPError
 		if errors.As(err, &he) {
@@ -298,7 +298,7 @@ func (h *handlers) dlqList(c echo.Context) (dlqData, error) {
 	if err != nil {
 		return dlqData{}, err
 	}
-	d := dlqData{Letters: ls, State: f.State, CanAct: h.o.APIKey != "", Replay: h.o.Republish != nil}
+	d := dlqData{Letters: ls, State: f.State, CanAct: h.o.APIKey != "" || h.o.Store != nil, Replay: h.o.Republish != nil}
 	if len(ls) == f.Limit {
 		last := ls[len(ls)-1]
 		q := url.Values{"before": {fmt.Sprintf("%d|%d|%d", last.PublishedAt.UnixNano(), last.Partition, last.Offset)}}

@@ -50,7 +50,7 @@ func post(t *testing.T, u, key string, body io.Reader, size int64, ctype string)
 
 func TestBodyLimits(t *testing.T) {
 	var submitted []int
-	srv := httptest.NewServer(ui.New(ui.Options{APIKey: apiKey, Submit: func(_ context.Context, msg []byte) (ui.SubmitResult, error) {
+	srv := httptest.NewServer(ui.New(ui.Options{APIKey: apiKey, Submit: func(_ context.Context, msg []byte, _ string) (ui.SubmitResult, error) {
 		submitted = append(submitted, len(msg))
 		return ui.SubmitResult{JobID: "j"}, nil
 	}}))

@@ -44,6 +44,7 @@ type Store interface {
 	DeadLetterAt(ctx context.Context, topic string, partition int32, offset int64) (audit.DeadLetter, error)
 	ResolveDeadLetter(ctx context.Context, topic string, partition int32, offset int64, action, actor string, publish audit.Publish) (audit.DeadLetter, error)
 	Sessions
+	Accounts
 }
 
 // Options configures the dashboard.
@@ -53,7 +54,8 @@ type Options struct {
 	TemporalUI string
 	Namespace  string
 	Logger     *slog.Logger
-	// APIKey authorises changes (header X-API-Key, or a login session). Empty: read-only dashboard.
+	// APIKey is the shared key of ui.api_key: an admin's (header X-API-Key, or a login with it).
+	// Accounts (table accounts) log in with their password or send their own API keys.
 	APIKey string
 	// PublicRead serves the read-only pages and API without a key.
 	PublicRead bool
@@ -63,7 +65,7 @@ type Options struct {
 	// jobs topic (nil: replay unavailable); Submit publishes a new job message (nil: unavailable).
 	DLQTopic  string
 	Republish audit.Publish
-	Submit    func(ctx context.Context, msg []byte) (SubmitResult, error)
+	Submit    func(ctx context.Context, msg []byte, actor string) (SubmitResult, error)
 	// Progress reads a running job's download progress from Temporal (nil: no live progress).
 	Progress func(ctx context.Context, workflowID, runID string) (Progress, error)
 	// Lag reads the bridge's consumer lag on the jobs topic (nil: not shown).
@@ -90,7 +92,9 @@ type SubmitResult struct {
 type renderer struct{ t *template.Template }
 
 func (r renderer) Render(w io.Writer, name string, data any, c echo.Context) error {
-	return r.t.ExecuteTemplate(w, name, page{Data: data, CSRF: csrfToken(c), Authed: authedFrom(c), Path: c.Request().URL.Path})
+	v, authed := callerFrom(c)
+	return r.t.ExecuteTemplate(w, name, page{Data: data, CSRF: csrfToken(c), Authed: authed, Who: v.actor, Role: v.role,
+		CanOperate: authed && audit.RoleAllows(v.role, audit.RoleOperator), Path: c.Request().URL.Path})
 }
 
 // page wraps every template's data with what the layout needs.
@@ -98,7 +102,10 @@ type page struct {
 	Data   any
 	CSRF   string
 	Authed bool
-	Path   string
+	// Who and Role are the caller's; CanOperate: the role may submit, replay and discard.
+	Who, Role  string
+	CanOperate bool
+	Path       string
 }
 
 // New builds the dashboard's Echo server.
@@ -187,7 +194,7 @@ func New(o Options) *echo.Echo {
 	r.GET("/jobs/:id", h.jobPage)
 	r.GET("/jobs/:id/live", h.jobLive)
 	r.GET("/dlq", h.dlqPage)
-	w := e.Group("", a.requireWrite)
+	w := e.Group("", a.require(audit.RoleOperator))
 	w.POST("/dlq/:partition/:offset/replay", h.dlqActionForm(audit.DLQReplayed))
 	w.POST("/dlq/:partition/:offset/discard", h.dlqActionForm(audit.DLQDiscarded))
 
@@ -199,7 +206,7 @@ func New(o Options) *echo.Echo {
 	ar.GET("/jobs/:id", h.apiJob)
 	ar.GET("/jobs/:id/progress", h.apiProgress)
 	ar.GET("/dlq", h.apiDLQ)
-	aw := api.Group("", a.requireWrite)
+	aw := api.Group("", a.require(audit.RoleOperator))
 	aw.POST("/jobs", h.apiSubmit)
 	aw.POST("/dlq/:partition/:offset/replay", h.apiDLQAction(audit.DLQReplayed))
 	aw.POST("/dlq/:partition/:offset/discard", h.apiDLQAction(audit.DLQDiscarded))

@@ -59,6 +59,8 @@ type Input struct {
 	SourcePartition int32
 	SourceOffset    int64
 	Options         Options
+	// SubmittedBy is the account that submitted the job on the dashboard, when it was.
+	SubmittedBy string
 	// Indexed: the start set the JobID, FileName, JobStatus (QUEUED) and, for a known size,
 	// FileSize search attributes, as the bridge does.
 	Indexed bool
@@ -137,6 +139,9 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 	o := r.in.Options
 	if err := r.record(ctx, "queued", "started", audit.StatusQueued, func(ev *audit.Event) {
 		ev.MD5Expected = r.in.Job.MD5
+		if r.in.SubmittedBy != "" {
+			ev.Detail = "submitted by " + r.in.SubmittedBy
+		}
 		ev.SizeKnown, ev.Size = r.in.Job.Size >= 0, r.in.Job.Size
 	}); err != nil {
 		return "audit", err

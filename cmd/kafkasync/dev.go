@@ -17,6 +17,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
@@ -113,6 +114,10 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 		}
 		cfg.UI.APIKey = config.Secret(key)
 	}
+	adminPassword, err := devAdmin(ctx, cfg, filepath.Join(dir, "dashboard.admin"))
+	if err != nil {
+		return err
+	}
 	envFile := filepath.Join(dir, "dev.env")
 	if err := st.WriteEnv(envFile, cfg); err != nil {
 		return err
@@ -136,7 +141,7 @@ func (a *app) runDev(ctx context.Context, out io.Writer, demo bool) error {
 kafkasync dev is up. Where to look:
   Kafka             %s
   Temporal          %s
-  dashboard         %s  (API key for replay/discard: DASHBOARD_API_KEY in the endpoints file)
+  dashboard         %s  (log in as admin, password %s; or the API key DASHBOARD_API_KEY in the endpoints file)
   metrics           %s/metrics
   Temporal Web UI   %s
   S3 bucket         s3://%s at %s (objects as files under %s)
@@ -147,7 +152,7 @@ kafkasync dev is up. Where to look:
   submit a job      put a file under %s, then: kafkasync submit --remote-path /<file> --md5-from <file>
   endpoints         %s
 Ctrl-C stops everything.
-`, kafkaBanner(st.Kafka), temporalBanner(st.Temporal, st.Postgres), cfg.UI.PublicURL, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
+`, kafkaBanner(st.Kafka), temporalBanner(st.Temporal, st.Postgres), cfg.UI.PublicURL, adminPassword, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
 		st.Postgres.DSN, portOf(st.SFTP.Addr), st.SFTP.KeyFile, st.SFTP.KnownHosts, st.SFTP.User, st.SFTP.Root,
 		inbox, st.SFTP.Root, envFile)
 
@@ -168,6 +173,30 @@ func watchInbox(cfg *config.Config, root string) (string, error) {
 			Interval: config.Duration(2 * time.Second), Topic: cfg.Kafka.JobsTopic}}
 	}
 	return inbox + "/", os.MkdirAll(inbox, 0o755)
+}
+
+// devAdmin makes the dashboard's first account, admin, with a random password kept in file (mode
+// 0600), and returns the password; on later starts it reads it back.
+func devAdmin(ctx context.Context, cfg config.Config, file string) (string, error) {
+	store, err := audit.OpenMigrated(ctx, cfg.Postgres.DSN.Reveal())
+	if err != nil {
+		return "", err
+	}
+	defer store.Close()
+	if _, err := store.Account(ctx, "admin"); err == nil {
+		b, err := os.ReadFile(file)
+		if err != nil {
+			return "(set before; see kafkasync user)", nil
+		}
+		return strings.TrimSpace(string(b)), nil
+	}
+	b := make([]byte, 12)
+	rand.Read(b)
+	pw := hex.EncodeToString(b)
+	if _, err := store.AddAccount(ctx, "admin", audit.RoleAdmin, pw, "kafkasync-dev"); err != nil {
+		return "", err
+	}
+	return pw, os.WriteFile(file, []byte(pw+"\n"), 0o600)
 }
 
 // devAPIKey reads the dev dashboard's API key, creating it (random, mode 0600) on first use.

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/IBM/sarama"
 	"github.com/labstack/echo/v4"
 	"github.com/spf13/cobra"
 	"go.temporal.io/sdk/client"
@@ -15,6 +16,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/httpserver"
+	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/metrics"
@@ -161,12 +163,12 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 		Store: store, TemporalUI: cfg.Temporal.UIURL, Namespace: cfg.Temporal.Namespace, Logger: a.log,
 		APIKey: cfg.UI.APIKey.Reveal(), PublicRead: cfg.UI.PublicRead, RateLimit: cfg.UI.RateLimit,
 		DLQTopic: cfg.Kafka.DLQTopic, Republish: kc.Republish(cfg.Kafka.JobsTopic), Sources: cfg.SourceNames(),
-		Submit: func(_ context.Context, msg []byte) (ui.SubmitResult, error) {
+		Submit: func(_ context.Context, msg []byte, actor string) (ui.SubmitResult, error) {
 			j, err := cfg.JobPolicy().Parse(nil, msg)
 			if err != nil {
 				return ui.SubmitResult{}, echo.NewHTTPError(http.StatusBadRequest, err.Error())
 			}
-			p, o, err := kc.Send(cfg.Kafka.JobsTopic, []byte(j.ID), msg)
+			p, o, err := kc.Send(cfg.Kafka.JobsTopic, []byte(j.ID), msg, sarama.RecordHeader{Key: []byte(job.HeaderSubmittedBy), Value: []byte(actor)})
 			return ui.SubmitResult{JobID: j.ID, WorkflowID: j.WorkflowID(), Partition: p, Offset: o}, err
 		},
 		Progress: ui.TemporalProgress(tc),

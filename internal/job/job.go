@@ -37,6 +37,9 @@ type Job struct {
 	KeyPrefix string `json:"key_prefix,omitempty"`
 }
 
+// HeaderSubmittedBy, on a job message the dashboard publishes, names the account that submitted it.
+const HeaderSubmittedBy = "submitted_by"
+
 // DefaultSource is the source of a message that names none.
 const DefaultSource = "default"
 

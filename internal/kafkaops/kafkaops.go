@@ -279,8 +279,8 @@ func FromMessage(m *sarama.ConsumerMessage) audit.DeadLetter {
 }
 
 // Send publishes one message and returns where it went.
-func (k *Kafka) Send(topic string, key, value []byte) (int32, int64, error) {
-	msg := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(value)}
+func (k *Kafka) Send(topic string, key, value []byte, headers ...sarama.RecordHeader) (int32, int64, error) {
+	msg := &sarama.ProducerMessage{Topic: topic, Value: sarama.ByteEncoder(value), Headers: headers}
 	if key != nil {
 		msg.Key = sarama.ByteEncoder(key)
 	}

@@ -1,0 +1,103 @@
+package ui_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/ui"
+)
+
+// loginAs logs a new browser in with an account's name and password.
+func loginAs(t *testing.T, srv *httptest.Server, name, password string) (*http.Client, string, int) {
+	t.Helper()
+	c := noRedirect()
+	_, body, _ := do(t, c, "GET", srv.URL+"/login", "", nil)
+	token := csrf(t, body)
+	code, _, _ := do(t, c, "POST", srv.URL+"/login", "", url.Values{"user": {name}, "password": {password}, "_csrf": {token}, "next": {"/"}})
+	if code != http.StatusSeeOther {
+		return c, "", code
+	}
+	_, body, _ = do(t, c, "GET", srv.URL+"/dlq", "", nil)
+	return c, csrf(t, body), code
+}
+
+// Each role may do what it is allowed and no more, logged in or with its own API key; every
+// action records the account; a disabled account's keys and sessions stop at once.
+func TestRolesAndAccountKeys(t *testing.T) {
+	f := start(t)
+	srv := f.server(t, ui.Options{Republish: f.kafka.Republish(jobsTopic)})
+	ctx := context.Background()
+	const pw = "a long enough password"
+	keys := map[string]string{}
+	for _, role := range []string{audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin} {
+		if _, err := f.store.AddAccount(ctx, role+"-1", role, pw, "test"); err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := f.store.AddAPIKey(ctx, role+"-1", "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[role] = key
+	}
+	discard := func(d audit.DeadLetter) string {
+		return fmt.Sprintf("%s/api/v1/dlq/%d/%d/discard", srv.URL, d.Partition, d.Offset)
+	}
+
+	// With its key: a viewer reads but may not discard; an operator may.
+	d1 := publishDeadLetter(t, f, "r-1", `{"id":"r-1","remote_path":"/in/r1.bin"}`)
+	if code, _, _ := do(t, nil, "GET", srv.URL+"/api/v1/jobs", keys[audit.RoleViewer], nil); code != 200 {
+		t.Fatalf("viewer's key reading jobs: %d", code)
+	}
+	if code, body, _ := do(t, nil, "POST", discard(d1), keys[audit.RoleViewer], nil); code != 403 || !strings.Contains(body, "operator") {
+		t.Fatalf("viewer's key discarding: %d %s", code, body)
+	}
+	if code, body, _ := do(t, nil, "POST", discard(d1), keys[audit.RoleOperator], nil); code != 200 {
+		t.Fatalf("operator's key discarding: %d %s", code, body)
+	}
+	got, _ := f.store.DeadLetterAt(ctx, dlqTopic, d1.Partition, d1.Offset)
+	if got.ActedBy == nil || !strings.HasPrefix(*got.ActedBy, "key:ks_") || !strings.HasSuffix(*got.ActedBy, "@operator-1") {
+		t.Fatalf("discard recorded as %v, want the operator's key", got.ActedBy)
+	}
+
+	// Logged in: the page says who; a viewer's form post is refused, an admin's goes through.
+	d2 := publishDeadLetter(t, f, "r-2", `{"id":"r-2","remote_path":"/in/r2.bin"}`)
+	form := fmt.Sprintf("%s/dlq/%d/%d/discard", srv.URL, d2.Partition, d2.Offset)
+	viewer, vtoken, code := loginAs(t, srv, "viewer-1", pw)
+	if code != http.StatusSeeOther {
+		t.Fatalf("viewer login: %d", code)
+	}
+	if code, body, _ := do(t, viewer, "GET", srv.URL+"/dlq", "", nil); code != 200 || !strings.Contains(body, "account:viewer-1 (viewer)") ||
+		!strings.Contains(body, `id="role-note"`) || strings.Contains(body, "/discard") {
+		t.Fatalf("the viewer's dead-letter page (%d) offers actions or does not say who:\n%s", code, body)
+	}
+	if code, _, _ := do(t, viewer, "POST", form, "", url.Values{"_csrf": {vtoken}}); code != 403 {
+		t.Fatalf("viewer's form discard: %d", code)
+	}
+	admin, atoken, _ := loginAs(t, srv, "admin-1", pw)
+	if code, _, _ := do(t, admin, "POST", form, "", url.Values{"_csrf": {atoken}}); code != http.StatusSeeOther {
+		t.Fatalf("admin's form discard: %d", code)
+	}
+	if got, _ := f.store.DeadLetterAt(ctx, dlqTopic, d2.Partition, d2.Offset); got.ActedBy == nil || *got.ActedBy != "account:admin-1" {
+		t.Fatalf("discard recorded as %v, want account:admin-1", got.ActedBy)
+	}
+	if _, _, code := loginAs(t, srv, "admin-1", "not the password at all"); code != http.StatusUnauthorized {
+		t.Fatalf("wrong password: %d", code)
+	}
+
+	// Disabled: its key and its session are nobody's from the next request on.
+	if err := f.store.DisableAccount(ctx, "admin-1", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, _ := do(t, nil, "GET", srv.URL+"/api/v1/jobs", keys[audit.RoleAdmin], nil); code != 401 {
+		t.Fatalf("a disabled account's key: %d", code)
+	}
+	if code, _, _ := do(t, admin, "GET", srv.URL+"/api/v1/jobs", "", nil); code != 401 {
+		t.Fatalf("a disabled account's session: %d", code)
+	}
+}
