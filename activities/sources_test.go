@@ -115,6 +115,19 @@ func startPasswordSSHD(t *testing.T, dir string) passwordSSHD {
 	return p
 }
 
+// partnersTransfer starts the stack and the partners, and a worker's Transfer for all four sources.
+func partnersTransfer(t *testing.T) (*testenv.Env, *partners, *activities.Transfer) {
+	t.Helper()
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
+	p := startPartners(t, env)
+	tr, closeT, err := workers.NewTransfer(context.Background(), p.cfg, env.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeT)
+	return env, p, tr
+}
+
 // knownHostsLine is a known_hosts line for an sshd public key line ("ssh-ed25519 AAAA…").
 func knownHostsLine(addr, pubLine string) string {
 	host, port, _ := strings.Cut(addr, ":")
@@ -144,13 +157,7 @@ func fileMD5(t *testing.T, root *os.Root, name string) string {
 // bandwidth cap of one holds (32 MiB at 4 MiB/s takes 8 s ± 15 %), its job limit holds, and a job
 // naming a source the worker does not know fails for good.
 func TestSourcesEachWithTheirOwnServerKeyAndLimits(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
-	p := startPartners(t, env)
-	tr, closeT, err := workers.NewTransfer(context.Background(), p.cfg, env.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeT)
+	env, p, tr := partnersTransfer(t)
 
 	const capped = 32 << 20
 	sumCapped := writeAt(t, filepath.Join(p.passRoot, "out/big.bin"), capped, 1)
@@ -306,13 +313,7 @@ func TestSourceCredentialsRefused(t *testing.T) {
 // move puts it under the directory at its own path and never over another file; a file rewritten
 // since it was archived is kept; a replay of a job whose file was moved on failure says where it is.
 func TestDisposeDeletesOrMovesNeverOverwrites(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
-	p := startPartners(t, env)
-	tr, closeT, err := workers.NewTransfer(context.Background(), p.cfg, env.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeT)
+	env, p, tr := partnersTransfer(t)
 	var s testsuite.WorkflowTestSuite
 	run := func(in activities.DisposeInput) (activities.DisposeResult, error) {
 		e := s.NewTestActivityEnvironment()

@@ -21,6 +21,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
+	"github.com/kafkasync/kafkasync/internal/testenv"
 )
 
 // The servers every test of the package shares: PostgreSQL, Apache Kafka and the in-process SFTP
@@ -179,7 +180,7 @@ type announced struct {
 func readJobs(t testing.TB, cfg config.Config, topic string) map[string][]announced {
 	t.Helper()
 	out := map[string][]announced{}
-	for _, m := range readTopic(t, topic) {
+	for _, m := range testenv.ReadTopic(t, srv.brokers, topic) {
 		j, err := cfg.JobPolicy().Parse(m.Key, m.Value)
 		if err != nil {
 			t.Fatalf("the bridge would refuse %s: %v", m.Value, err)
@@ -187,68 +188,6 @@ func readJobs(t testing.TB, cfg config.Config, topic string) map[string][]announ
 		out[j.RemotePath] = append(out[j.RemotePath], announced{Job: j, key: string(m.Key), raw: string(m.Value)})
 	}
 	return out
-}
-
-// readTopic returns every message on topic, its partitions read side by side. Like
-// testenv.ReadTopic, with fetches that do not wait for more data.
-func readTopic(t testing.TB, topic string) []*sarama.ConsumerMessage {
-	t.Helper()
-	sc := sarama.NewConfig()
-	sc.Consumer.MaxWaitTime = 10 * time.Millisecond
-	sc.Consumer.Fetch.Default = 4 << 20
-	cl, err := sarama.NewClient(srv.brokers, sc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer cl.Close()
-	c, err := sarama.NewConsumerFromClient(cl)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	parts, err := cl.Partitions(topic)
-	if err != nil {
-		t.Fatalf("partitions of %s: %v", topic, err)
-	}
-	var mu sync.Mutex
-	var out []*sarama.ConsumerMessage
-	var g errgroup.Group
-	for _, p := range parts {
-		g.Go(func() error {
-			msgs, err := readPartition(cl, c, topic, p)
-			mu.Lock()
-			out = append(out, msgs...)
-			mu.Unlock()
-			return err
-		})
-	}
-	if err := g.Wait(); err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
-func readPartition(cl sarama.Client, c sarama.Consumer, topic string, p int32) ([]*sarama.ConsumerMessage, error) {
-	newest, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
-	if err != nil {
-		return nil, err
-	}
-	oldest, err := cl.GetOffset(topic, p, sarama.OffsetOldest)
-	if err != nil || newest <= oldest {
-		return nil, err
-	}
-	pc, err := c.ConsumePartition(topic, p, oldest)
-	if err != nil {
-		return nil, err
-	}
-	defer pc.Close()
-	var out []*sarama.ConsumerMessage
-	for m := range pc.Messages() {
-		if out = append(out, m); m.Offset+1 >= newest {
-			break
-		}
-	}
-	return out, nil
 }
 
 // waitJobs reads topic until it holds at least n messages, or fails the test after timeout.

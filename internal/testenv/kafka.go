@@ -4,18 +4,24 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"sync"
 	"testing"
 	"time"
 
 	"github.com/IBM/sarama"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/kafkasync/kafkasync/internal/devstack"
 )
 
-// ReadTopic returns every message on topic, from the oldest to the current end of each partition.
+// ReadTopic returns every message on topic, from the oldest to the current end of each partition,
+// the partitions read side by side with fetches that do not wait for more data.
 func ReadTopic(t testing.TB, brokers []string, topic string) []*sarama.ConsumerMessage {
 	t.Helper()
-	cl, err := sarama.NewClient(brokers, sarama.NewConfig())
+	sc := sarama.NewConfig()
+	sc.Consumer.MaxWaitTime = 10 * time.Millisecond
+	sc.Consumer.Fetch.Default = 4 << 20
+	cl, err := sarama.NewClient(brokers, sc)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -29,29 +35,45 @@ func ReadTopic(t testing.TB, brokers []string, topic string) []*sarama.ConsumerM
 	if err != nil {
 		t.Fatalf("partitions of %s: %v", topic, err)
 	}
+	var mu sync.Mutex
 	var out []*sarama.ConsumerMessage
+	var g errgroup.Group
 	for _, p := range parts {
-		newest, err1 := cl.GetOffset(topic, p, sarama.OffsetNewest)
-		oldest, err2 := cl.GetOffset(topic, p, sarama.OffsetOldest)
-		if err1 != nil || err2 != nil {
-			t.Fatalf("offsets of %s/%d: %v %v", topic, p, err1, err2)
-		}
-		if newest <= oldest {
-			continue
-		}
-		pc, err := c.ConsumePartition(topic, p, oldest)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for m := range pc.Messages() {
-			out = append(out, m)
-			if m.Offset+1 >= newest {
-				break
-			}
-		}
-		pc.Close()
+		g.Go(func() error {
+			msgs, err := readPartition(cl, c, topic, p)
+			mu.Lock()
+			out = append(out, msgs...)
+			mu.Unlock()
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("read %s: %v", topic, err)
 	}
 	return out
+}
+
+func readPartition(cl sarama.Client, c sarama.Consumer, topic string, p int32) ([]*sarama.ConsumerMessage, error) {
+	newest, err := cl.GetOffset(topic, p, sarama.OffsetNewest)
+	if err != nil {
+		return nil, err
+	}
+	oldest, err := cl.GetOffset(topic, p, sarama.OffsetOldest)
+	if err != nil || newest <= oldest {
+		return nil, err
+	}
+	pc, err := c.ConsumePartition(topic, p, oldest)
+	if err != nil {
+		return nil, err
+	}
+	defer pc.Close()
+	var out []*sarama.ConsumerMessage
+	for m := range pc.Messages() {
+		if out = append(out, m); m.Offset+1 >= newest {
+			break
+		}
+	}
+	return out, nil
 }
 
 // StartKafka starts a broker for one test (o.Kind; data in a temporary folder), stopped in
