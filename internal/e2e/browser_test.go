@@ -170,6 +170,21 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("%d replay buttons before logging in (%v)", n, err)
 	}
 	shot("dlq.png")
+	// A viewer sees the dead letters but no action, and is told why.
+	if _, err := p.store.AddAccount(ctx, "vera", audit.RoleViewer, "vera's long password", "test"); err != nil {
+		t.Fatal(err)
+	}
+	step("log in as a viewer", chromedp.Navigate(srv.URL+"/login?next=/dlq"), chromedp.WaitVisible(chromedp.CSS("#user")),
+		chromedp.SendKeys(chromedp.CSS("#user"), "vera"), chromedp.SendKeys(chromedp.CSS("#password"), "vera's long password"),
+		chromedp.Click(chromedp.CSS("#login-account")), chromedp.WaitVisible(chromedp.CSS("#role-note")))
+	if got := text("#who"); got != "account:vera (viewer)" {
+		t.Fatalf("logged in as %q", got)
+	}
+	if n, err := chromedp.Run(b, chromedp.Evaluate[int](`document.querySelectorAll("button.replay, button.discard").length`)); err != nil || n != 0 {
+		t.Fatalf("a viewer is offered %d actions (%v)", n, err)
+	}
+	shot("dlq-viewer.png")
+	step("log out", chromedp.Click(chromedp.CSS("header form button")), chromedp.WaitVisible(chromedp.CSS(`a[href^="/login"]`)))
 	step("log in with the API key", chromedp.Navigate(srv.URL+"/login?next=/dlq"), chromedp.WaitVisible(chromedp.CSS("#key")),
 		chromedp.SendKeys(chromedp.CSS("#key"), dashboardKey), chromedp.Click(chromedp.CSS("#login")),
 		chromedp.WaitVisible(chromedp.CSS(row+" button.replay")))
