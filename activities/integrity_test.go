@@ -27,6 +27,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/faultproxy"
 	"github.com/kafkasync/kafkasync/internal/progress"
+	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/workers"
 )
@@ -43,7 +44,7 @@ func object(t *testing.T, tr *activities.Transfer, key string) (bytesMD5, metaMD
 	if _, err := io.Copy(h, out.Body); err != nil {
 		t.Fatal(err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), out.Metadata[activities.MetaMD5]
+	return hex.EncodeToString(h.Sum(nil)), out.Metadata[s3client.MetaMD5]
 }
 
 // hostSteps downloads, verifies and promotes one job's file.

@@ -19,10 +19,8 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/kafkasync/kafkasync/internal/metrics"
+	"github.com/kafkasync/kafkasync/internal/s3client"
 )
-
-// MetaMD5 is the object metadata key holding the file's MD5 (x-amz-meta-md5).
-const MetaMD5 = "md5"
 
 // UploadInput names the promoted file and its object key.
 type UploadInput struct {
@@ -66,7 +64,7 @@ func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, 
 	if err != nil {
 		return res, err
 	}
-	if head != nil && head.Metadata[MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size {
+	if head != nil && head.Metadata[s3client.MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size {
 		res.Skipped = true
 	} else if err := a.put(ctx, in); err != nil {
 		return res, err
@@ -100,7 +98,7 @@ func (a *Transfer) checkObject(ctx context.Context, in UploadInput, res *UploadR
 	if head == nil {
 		return fmt.Errorf("s3://%s/%s: no object after the upload", in.Bucket, in.Key)
 	}
-	res.ObjectSize, res.ObjectMD5, res.ETag = aws.ToInt64(head.ContentLength), head.Metadata[MetaMD5], aws.ToString(head.ETag)
+	res.ObjectSize, res.ObjectMD5, res.ETag = aws.ToInt64(head.ContentLength), head.Metadata[s3client.MetaMD5], aws.ToString(head.ETag)
 	res.VersionID = aws.ToString(head.VersionId)
 	if res.ObjectSize != in.Size || res.ObjectMD5 != in.MD5 {
 		// Retryable: a concurrent job with the same key may have replaced it; the retry uploads again.
@@ -141,7 +139,7 @@ func (a *Transfer) put(ctx context.Context, in UploadInput) error {
 		Key:           aws.String(in.Key),
 		Body:          body,
 		ContentLength: aws.Int64(in.Size),
-		Metadata:      map[string]string{MetaMD5: in.MD5},
+		Metadata:      map[string]string{s3client.MetaMD5: in.MD5},
 	})
 	var mismatch *checksumError
 	if errors.As(err, &mismatch) {

@@ -30,6 +30,8 @@ import (
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
+	"github.com/kafkasync/kafkasync/internal/reconcile"
+	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/workers"
@@ -205,7 +207,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 		if err != nil || n != j.size || hex.EncodeToString(h.Sum(nil)) != j.md5 {
 			t.Fatalf("object %s: %d bytes md5 %x (err %v), want %d bytes md5 %s", j.path, n, h.Sum(nil), err, j.size, j.md5)
 		}
-		if out.Metadata[activities.MetaMD5] != j.md5 {
+		if out.Metadata[s3client.MetaMD5] != j.md5 {
 			t.Fatalf("object %s metadata %v", j.path, out.Metadata)
 		}
 		objectMD5[j.id] = hex.EncodeToString(h.Sum(nil))
@@ -324,6 +326,16 @@ func TestPipelineEndToEnd(t *testing.T) {
 		t.Fatalf("wrong-md5 dead letter: %v", byKey)
 	}
 	checkDoneEvents(t, ctx, p, env.Cfg, len(good))
+
+	// The ledger reconciles: every SUCCEEDED job's object is there with its MD5.
+	s3c, err2 := s3client.New(env.Cfg.S3)
+	if err2 != nil {
+		t.Fatal(err2)
+	}
+	rec, err := reconcile.Check(ctx, p.store, s3c, time.Now().Add(-time.Hour))
+	if err != nil || rec.Checked != len(good) || len(rec.Differences) != 0 {
+		t.Fatalf("reconcile after the run: %+v %v", rec, err)
+	}
 }
 
 // checkDoneEvents: the done topic holds one event per SUCCEEDED row, with that row's fields.

@@ -21,11 +21,11 @@ import (
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
-	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/dlq"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
+	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/internal/testproc"
 	"github.com/kafkasync/kafkasync/workers"
@@ -389,7 +389,7 @@ func objectMD5(t *testing.T, ctx context.Context, cl *s3.Client, bucket, key str
 	if _, err := io.Copy(h, out.Body); err != nil {
 		t.Fatal(err)
 	}
-	return out.Metadata[activities.MetaMD5], hex.EncodeToString(h.Sum(nil))
+	return out.Metadata[s3client.MetaMD5], hex.EncodeToString(h.Sum(nil))
 }
 
 func sum(m map[string]int) int {

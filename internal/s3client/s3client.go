@@ -15,6 +15,9 @@ import (
 	"github.com/kafkasync/kafkasync/internal/config"
 )
 
+// MetaMD5 is the object metadata key holding the file's MD5 (x-amz-meta-md5), set by the upload.
+const MetaMD5 = "md5"
+
 // New returns an S3 client with static credentials; an empty endpoint means AWS itself. With
 // CAFile set, the endpoint's certificate must come from that CA (a private CA) instead of the
 // system's roots.
