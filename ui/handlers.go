@@ -319,6 +319,26 @@ func (h *handlers) dlqPage(c echo.Context) error {
 	return c.Render(http.StatusOK, "dlq.html", d)
 }
 
+// apiReconcile reconciles the window ?since= (a duration back from now, default 24h, at most 31 days).
+func (h *handlers) apiReconcile(c echo.Context) error {
+	if h.o.Reconcile == nil {
+		return echo.NewHTTPError(http.StatusNotImplemented, "reconciliation is not available: no S3 client")
+	}
+	window := 24 * time.Hour
+	if s := c.QueryParam("since"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 || d > 31*24*time.Hour {
+			return echo.NewHTTPError(http.StatusBadRequest, "since: a duration such as 24h, at most 744h")
+		}
+		window = d
+	}
+	r, err := h.o.Reconcile(c.Request().Context(), h.o.Now().Add(-window))
+	if err != nil {
+		return echo.NewHTTPError(http.StatusBadGateway, "reconcile failed").SetInternal(err)
+	}
+	return c.JSON(http.StatusOK, r)
+}
+
 func (h *handlers) apiDLQ(c echo.Context) error {
 	d, err := h.dlqList(c)
 	if err != nil {

@@ -8,8 +8,10 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/reconcile"
 	"github.com/kafkasync/kafkasync/ui"
 )
 
@@ -99,5 +101,30 @@ func TestRolesAndAccountKeys(t *testing.T) {
 	}
 	if code, _, _ := do(t, admin, "GET", srv.URL+"/api/v1/jobs", "", nil); code != 401 {
 		t.Fatalf("a disabled account's session: %d", code)
+	}
+}
+
+// GET /api/v1/reconcile needs a reader, takes a bounded window and answers the report.
+func TestReconcileAPI(t *testing.T) {
+	f := start(t)
+	var gotSince time.Time
+	srv := f.server(t, ui.Options{APIKey: apiKey, Reconcile: func(_ context.Context, since time.Time) (reconcile.Report, error) {
+		gotSince = since
+		return reconcile.Report{Since: since, Checked: 3, Differences: []reconcile.Difference{{Kind: reconcile.ObjectMissing, JobID: "j"}}}, nil
+	}})
+	if code, _, _ := do(t, nil, "GET", srv.URL+"/api/v1/reconcile", "", nil); code != 401 {
+		t.Fatalf("without a key: %d", code)
+	}
+	for _, bad := range []string{"soon", "-1h", "800h"} {
+		if code, _, _ := do(t, nil, "GET", srv.URL+"/api/v1/reconcile?since="+bad, apiKey, nil); code != 400 {
+			t.Fatalf("since=%s: %d", bad, code)
+		}
+	}
+	code, body, _ := do(t, nil, "GET", srv.URL+"/api/v1/reconcile?since=2h", apiKey, nil)
+	if code != 200 || !strings.Contains(body, `"checked":3`) || !strings.Contains(body, `"kind":"object_missing"`) {
+		t.Fatalf("reconcile: %d %s", code, body)
+	}
+	if d := time.Since(gotSince); d < 2*time.Hour || d > 2*time.Hour+time.Minute {
+		t.Fatalf("window started %s ago, want 2h", d)
 	}
 }

@@ -22,6 +22,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
+	"github.com/kafkasync/kafkasync/internal/reconcile"
 )
 
 //go:embed templates/*.html
@@ -77,6 +78,8 @@ type Options struct {
 	Metrics http.Handler
 	// Now is the clock (tests); nil: time.Now.
 	Now func() time.Time
+	// Reconcile checks the jobs created since a time against the bucket (nil: not offered).
+	Reconcile func(ctx context.Context, since time.Time) (reconcile.Report, error)
 	// Sources names the SFTP sources, for the jobs filter (nil: no source filter offered).
 	Sources []string
 }
@@ -206,6 +209,7 @@ func New(o Options) *echo.Echo {
 	ar.GET("/jobs/:id", h.apiJob)
 	ar.GET("/jobs/:id/progress", h.apiProgress)
 	ar.GET("/dlq", h.apiDLQ)
+	ar.GET("/reconcile", h.apiReconcile)
 	aw := api.Group("", a.require(audit.RoleOperator))
 	aw.POST("/jobs", h.apiSubmit)
 	aw.POST("/dlq/:partition/:offset/replay", h.apiDLQAction(audit.DLQReplayed))

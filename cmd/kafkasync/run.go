@@ -20,6 +20,8 @@ import (
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/metrics"
+	"github.com/kafkasync/kafkasync/internal/reconcile"
+	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/starter"
 	"github.com/kafkasync/kafkasync/ui"
 	"github.com/kafkasync/kafkasync/workers"
@@ -156,8 +158,12 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 		return err
 	}
 	defer tc.Close()
-	if cfg.UI.APIKey == "" {
-		a.log.Warn("dashboard is read-only: set ui.api_key (KAFKASYNC_UI_API_KEY) to allow replay, discard and submit")
+	s3c, err := s3client.New(cfg.S3)
+	if err != nil {
+		return err
+	}
+	check := func(ctx context.Context, since time.Time) (reconcile.Report, error) {
+		return reconcile.Check(ctx, store, s3c, since)
 	}
 	e := ui.New(ui.Options{
 		Store: store, TemporalUI: cfg.Temporal.UIURL, Namespace: cfg.Temporal.Namespace, Logger: a.log,
@@ -178,12 +184,14 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 			"kafka":    kc.Ping,
 			"temporal": temporalReady(tc),
 		},
-		Metrics: metrics.Handler(),
+		Metrics:   metrics.Handler(),
+		Reconcile: check,
 	})
 	idx := &kafkaops.Indexer{Kafka: kc, Store: store, Topic: cfg.Kafka.DLQTopic, Logger: a.log}
 	srv := httpserver.New(cfg.UI.Listen, e)
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { idx.Run(gctx, 2*time.Second); return nil })
+	g.Go(func() error { a.reconcileEvery(gctx, cfg.UI.ReconcileEvery.D(), check); return nil })
 	g.Go(func() error {
 		a.log.Info("dashboard listening", "url", cfg.UI.PublicURL, "public_read", cfg.UI.PublicRead)
 		if err := srv.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
@@ -218,6 +226,31 @@ func (a *app) migrateCmd() *cobra.Command {
 			fmt.Fprintf(cmd.OutOrStdout(), "applied %d migrations %v\n", len(applied), applied)
 			return nil
 		},
+	}
+}
+
+// reconcileEvery reconciles the last day's jobs every interval (0: never), which sets the
+// kafkasync_reconcile_differences gauge, and logs what differs.
+func (a *app) reconcileEvery(ctx context.Context, interval time.Duration, check func(context.Context, time.Time) (reconcile.Report, error)) {
+	if interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		r, err := check(ctx, time.Now().Add(-24*time.Hour))
+		switch {
+		case err != nil && ctx.Err() == nil:
+			a.log.Error("reconcile", "err", err)
+		case len(r.Differences) > 0:
+			a.log.Warn("reconcile: the archive differs from the audit trail", "checked", r.Checked, "differences", len(r.Differences),
+				"first_job_id", r.Differences[0].JobID, "first_kind", r.Differences[0].Kind)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
 	}
 }
 

@@ -27,7 +27,9 @@ const (
 )
 
 // RoleAllows says whether role may do what needs at least role need.
-func RoleAllows(role, need string) bool { return roleRank[role] >= roleRank[need] && roleRank[need] > 0 }
+func RoleAllows(role, need string) bool {
+	return roleRank[role] >= roleRank[need] && roleRank[need] > 0
+}
 
 var roleRank = map[string]int{RoleViewer: 1, RoleOperator: 2, RoleAdmin: 3}
 

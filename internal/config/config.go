@@ -47,8 +47,8 @@ type Kafka struct {
 	DLQTopic string `toml:"dlq_topic" env:"DLQ_TOPIC"`
 	// DoneTopic receives one message per archived job (defaults to JobsTopic + ".done").
 	DoneTopic string `toml:"done_topic" env:"DONE_TOPIC"`
-	Group    string `toml:"group" env:"GROUP"`
-	ClientID string `toml:"client_id" env:"CLIENT_ID"`
+	Group     string `toml:"group" env:"GROUP"`
+	ClientID  string `toml:"client_id" env:"CLIENT_ID"`
 	// CommitInterval is how often the bridge commits the offsets of the messages it has handled.
 	CommitInterval Duration `toml:"commit_interval" env:"COMMIT_INTERVAL"`
 	// StartsInFlight is how many messages of one partition the bridge starts at once; offsets are
@@ -178,6 +178,9 @@ type UI struct {
 	PublicRead bool `toml:"public_read" env:"PUBLIC_READ"`
 	// RateLimit is the requests per second allowed per client address (burst: twice that).
 	RateLimit float64 `toml:"rate_limit" env:"RATE_LIMIT"`
+	// ReconcileEvery is how often the dashboard reconciles the last day's jobs against the bucket,
+	// for the kafkasync_reconcile_differences gauge; 0: never.
+	ReconcileEvery Duration `toml:"reconcile_every" env:"RECONCILE_EVERY"`
 }
 
 // Metrics says where the worker, the bridge and the watcher serve Prometheus metrics (the dashboard
@@ -270,7 +273,7 @@ func Default() Config {
 			Concurrency: 4,
 		},
 		Postgres: Postgres{DSN: "postgres://postgres@127.0.0.1:5433/kafkasync?sslmode=disable"},
-		UI:       UI{Listen: "127.0.0.1:8080", RateLimit: 50},
+		UI:       UI{Listen: "127.0.0.1:8080", RateLimit: 50, ReconcileEvery: Duration(15 * time.Minute)},
 		Metrics:  Metrics{WorkerListen: "127.0.0.1:9464", BridgeListen: "127.0.0.1:9465", WatchListen: "127.0.0.1:9466"},
 		Log:      Log{Level: "info"},
 		Dev: Dev{
@@ -377,6 +380,7 @@ func (c Config) Validate() error {
 	check(c.Transfer.StagingDir != "" && c.Transfer.CompletedDir != "", "transfer: staging_dir and completed_dir are required")
 	check(c.S3.Bucket != "", "s3.bucket: empty")
 	check(c.UI.RateLimit > 0, "ui.rate_limit: must be above 0")
+	check(c.UI.ReconcileEvery == 0 || c.UI.ReconcileEvery >= Duration(time.Minute), "ui.reconcile_every: 0 (never) or at least 1m")
 	switch c.Kafka.SASL.Mechanism {
 	case "", "PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512":
 	default:

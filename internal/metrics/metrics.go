@@ -57,6 +57,10 @@ var (
 		Name: "kafkasync_sftp_slot_wait_seconds", Help: "Time a transfer waited for a slot of an SFTP source's limits (max_connections, max_jobs), by kind (conn or job) and source.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10), // 1 ms .. ~4 min
 	}, []string{"kind", "source"})
+	// ReconcileDifferences is what the last reconciliation found that the ledger does not account for.
+	ReconcileDifferences = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "kafkasync_reconcile_differences", Help: "Differences the last reconciliation found between the audit trail and the bucket (kafkasync reconcile, ui.reconcile_every).",
+	})
 	// BridgeLag is, per partition of the jobs topic, the messages after the one the bridge just handled.
 	BridgeLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "kafkasync_bridge_consumer_lag", Help: "Messages on the jobs topic after the last one this bridge handled, per partition.",
@@ -88,7 +92,7 @@ var (
 
 func init() {
 	Registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		Jobs, SourceBytes, Bytes, StepSeconds, SFTPConnections, ActiveDownloads, HostSlotWait, BridgeLag,
+		Jobs, SourceBytes, ReconcileDifferences, Bytes, StepSeconds, SFTPConnections, ActiveDownloads, HostSlotWait, BridgeLag,
 		WatchAnnounced, WatchListed, WatchSkipped, WatchRounds, WatchListSeconds)
 	for _, e := range []string{"started", "duplicate", "refused", "succeeded", "failed", "dead_lettered", "replayed", "discarded"} {
 		Jobs.WithLabelValues(e, "default")

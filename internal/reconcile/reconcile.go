@@ -16,6 +16,7 @@ import (
 	"github.com/aws/smithy-go"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/metrics"
 	"github.com/kafkasync/kafkasync/internal/s3client"
 )
 
@@ -73,6 +74,9 @@ func Check(ctx context.Context, store *audit.Store, s3c *s3.Client, since time.T
 		})
 	})
 	wg.Wait()
+	if err == nil {
+		metrics.ReconcileDifferences.Set(float64(len(r.Differences)))
+	}
 	sort.Slice(r.Differences, func(i, k int) bool { return r.Differences[i].JobID < r.Differences[k].JobID })
 	return r, err
 }
