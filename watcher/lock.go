@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/kafkasync/kafkasync/internal/hostlimit"
 )
 
 // queryTimeout bounds each statement on a lock connection. The round's context is never used for
@@ -31,18 +32,12 @@ func lockKeys(source string) (int32, int32) {
 
 // lockSource takes the source's lock, or returns nil when another watcher holds it.
 func lockSource(dsn, source string, log *slog.Logger) (*sourceLock, error) {
+	c, err := hostlimit.ConnectForLocks(dsn, log)
+	if err != nil {
+		return nil, err
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
 	defer cancel()
-	c, err := pgx.Connect(ctx, dsn)
-	if err != nil {
-		return nil, fmt.Errorf("lock connection: %w", err)
-	}
-	// A watcher host that vanishes keeps its lock until PostgreSQL finds the connection dead:
-	// within about half a minute with these, rather than the system's two hours.
-	if _, err := c.Exec(ctx, `SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;
-		SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000`); err != nil {
-		log.Debug("watch: cannot shorten the lock connection's keepalives", "err", err)
-	}
 	class, key := lockKeys(source)
 	var ok bool
 	if err := c.QueryRow(ctx, "SELECT pg_try_advisory_lock($1::int4, $2::int4)", class, key).Scan(&ok); err != nil || !ok {

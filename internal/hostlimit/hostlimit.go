@@ -264,23 +264,33 @@ func (l *Limiter) tryLocked(kind string, reserve int) (*Lease, error) {
 	return nil, nil // taken meanwhile by other workers
 }
 
-// connectLocked opens the lock connection and asks PostgreSQL to notice a dead worker host within
-// about half a minute (TCP keepalives and a user timeout): locks of a worker whose process dies go
-// at once, but those of a machine that vanishes go only when its connection is found dead.
+// connectLocked opens the limiter's lock connection.
 func (l *Limiter) connectLocked() error {
-	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
-	defer cancel()
-	c, err := pgx.Connect(ctx, l.dsn)
+	c, err := ConnectForLocks(l.dsn, l.log)
 	if err != nil {
-		return fmt.Errorf("lock connection: %w", err)
-	}
-	if _, err := c.Exec(ctx, `SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;
-		SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000`); err != nil {
-		l.log.Warn("host limit: cannot shorten the lock connection's keepalives", "err", err)
+		return err
 	}
 	l.conn = c
 	l.gen++
 	return nil
+}
+
+// ConnectForLocks opens a connection to hold advisory locks on, and asks PostgreSQL to notice a
+// dead client host within about half a minute (TCP keepalives and a user timeout): locks of a
+// process that dies go at once, but those of a machine that vanishes go only when its connection
+// is found dead. It is bounded by queryTimeout, never by a caller's context.
+func ConnectForLocks(dsn string, log *slog.Logger) (*pgx.Conn, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), queryTimeout)
+	defer cancel()
+	c, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		return nil, fmt.Errorf("lock connection: %w", err)
+	}
+	if _, err := c.Exec(ctx, `SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;
+		SET tcp_keepalives_count = 3; SET tcp_user_timeout = 30000`); err != nil {
+		log.Warn("cannot shorten the lock connection's keepalives", "err", err)
+	}
+	return c, nil
 }
 
 // dropLocked closes the lock connection after a failure (cause) or at Close (nil): PostgreSQL
