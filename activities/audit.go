@@ -1,11 +1,11 @@
 package activities
 
 import (
-	"cmp"
 	"context"
 	"strings"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/metrics"
 )
 
@@ -15,7 +15,7 @@ func (a *Transfer) Record(ctx context.Context, evs []audit.Event) error {
 	added, err := a.Audit.RecordAll(ctx, evs)
 	for _, ev := range added {
 		if ev.Finished {
-			metrics.Jobs.WithLabelValues(strings.ToLower(ev.Status), cmp.Or(ev.Source, "default")).Inc()
+			metrics.Jobs.WithLabelValues(strings.ToLower(ev.Status), job.SourceName(ev.Source)).Inc()
 		}
 	}
 	return err

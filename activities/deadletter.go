@@ -1,7 +1,6 @@
 package activities
 
 import (
-	"cmp"
 	"context"
 	"fmt"
 	"strconv"
@@ -9,6 +8,7 @@ import (
 	"github.com/IBM/sarama"
 
 	"github.com/kafkasync/kafkasync/internal/dlq"
+	"github.com/kafkasync/kafkasync/internal/job"
 )
 
 // DeadLetterInput is a job that exhausted its retries.
@@ -43,7 +43,7 @@ func (a *Transfer) DeadLetter(ctx context.Context, in DeadLetterInput) error {
 			{Key: []byte(dlq.HeaderAttempts), Value: []byte(strconv.Itoa(in.Attempts))},
 			{Key: []byte(dlq.HeaderWorkflowID), Value: []byte(in.WorkflowID)},
 			{Key: []byte(dlq.HeaderJobID), Value: []byte(in.JobID)},
-			{Key: []byte(dlq.HeaderSource), Value: []byte(cmp.Or(in.Source, "default"))},
+			{Key: []byte(dlq.HeaderSource), Value: []byte(job.SourceName(in.Source))},
 		},
 	}
 	if in.SourceTopic != "" {

@@ -8,6 +8,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"github.com/kafkasync/kafkasync/internal/hostlimit"
+	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 )
 
@@ -58,9 +59,7 @@ func (s *Source) wait(ctx context.Context, n int) error {
 
 // source returns the named source ("" is default); a name the worker does not know is final.
 func (a *Transfer) source(name string) (*Source, error) {
-	if name == "" {
-		name = "default"
-	}
+	name = job.SourceName(name)
 	if s, ok := a.Sources[name]; ok {
 		return s, nil
 	}

@@ -4,7 +4,6 @@
 package audit
 
 import (
-	"cmp"
 	"context"
 	"embed"
 	"errors"
@@ -16,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
 )
@@ -231,7 +231,7 @@ func queueEvent(b *pgx.Batch, ev Event, isNew func()) {
 		"s3_bucket": nullStr(ev.S3Bucket), "s3_key": nullStr(ev.S3Key),
 		"workflow_id": ev.WorkflowID, "run_id": ev.RunID, "host": nullStr(ev.Host), "seq": ev.Seq,
 		"attempts": attempts, "bytes_per_sec": bps, "error": nullStr(ev.Error),
-		"at": ev.At, "started_at": started, "finished_at": finished, "source": cmp.Or(ev.Source, "default"),
+		"at": ev.At, "started_at": started, "finished_at": finished, "source": job.SourceName(ev.Source),
 	}).Exec(func(pgconn.CommandTag) error { return nil })
 	b.Queue(qRecordEvent, pgx.NamedArgs{
 		"job_id": ev.JobID, "run_id": ev.RunID, "seq": ev.Seq, "step": ev.Step, "outcome": ev.Outcome,

@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net"
 	"path"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -12,10 +11,11 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/caarlos0/env/v11"
+	"github.com/kafkasync/kafkasync/internal/job"
 )
 
 // DefaultSource names the source of the [sftp] section, and of a job message without "source".
-const DefaultSource = "default"
+const DefaultSource = job.DefaultSource
 
 // Source is one SFTP server and account that jobs read from: the [sftp] section (the source named
 // "default") or a [sources.<name>] section.
@@ -117,8 +117,6 @@ func sourceDefaults() Source {
 	return Source{Port: 22, DialTimeout: Duration(10 * time.Second), MaxConnections: 64, SharedConnections: 4}
 }
 
-var sourceName = regexp.MustCompile(`^[a-z0-9][a-z0-9-]{0,62}$`)
-
 // SourceEnvPrefix is where the environment overrides a named source's settings:
 // KAFKASYNC_SOURCES_<NAME>_<KEY>, the name upper-cased with - as _. KAFKASYNC_SOURCES lists
 // sources (comma-separated) the file does not name.
@@ -205,7 +203,7 @@ func validateSource(name string, s Source) []error {
 			errs = append(errs, fmt.Errorf("%s: "+format, append([]any{sourceKey(name)}, args...)...))
 		}
 	}
-	check(name == DefaultSource || sourceName.MatchString(name), "name %q: lower-case letters, digits and -, at most 63", name)
+	check(name == DefaultSource || job.ValidSource(name), "name %q: lower-case letters, digits and -, at most 63", name)
 	check(s.Addr != "" || s.Host != "", "set addr or host")
 	check(s.Addr == "" || s.Host == "", "set addr or host, not both")
 	check(s.Port >= 0 && s.Port <= 65535, "port %d not in 1..65535", s.Port)

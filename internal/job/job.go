@@ -53,12 +53,18 @@ func (j Job) Key() string {
 }
 
 // SourceName is j.Source, "default" when empty.
-func (j Job) SourceName() string {
-	if j.Source == "" {
+func (j Job) SourceName() string { return SourceName(j.Source) }
+
+// SourceName names a source as stored: "" is the default source.
+func SourceName(source string) string {
+	if source == "" {
 		return DefaultSource
 	}
-	return j.Source
+	return source
 }
+
+// ValidSource says whether name can name a source: lower-case letters, digits and -, at most 63.
+func ValidSource(name string) bool { return sourceName.MatchString(name) }
 
 // WorkflowID returns "file-" + j.ID: one workflow per job, whatever the redeliveries.
 func (j Job) WorkflowID() string { return "file-" + j.ID }
