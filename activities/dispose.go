@@ -10,13 +10,6 @@ import (
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 )
 
-// FileAction is what happens to a remote file after its job ended: Kind keep (or ""), delete or
-// move; Dir the directory of a move.
-type FileAction struct {
-	Kind string
-	Dir  string
-}
-
 // DisposeInput says what to do with a job's remote file once the job has ended.
 type DisposeInput struct {
 	Source     string
@@ -81,7 +74,7 @@ func dispose(c *sftpdial.Client, in DisposeInput) (DisposeResult, error) {
 		}
 		return DisposeResult{Outcome: "deleted"}, nil
 	case "move":
-		to, err := moveAside(c, in.RemotePath, path.Join(in.Dir, in.RemotePath))
+		to, err := moveAside(c, in.RemotePath, MovedPath(in.Dir, in.RemotePath))
 		if err != nil {
 			return DisposeResult{}, err
 		}
@@ -89,6 +82,9 @@ func dispose(c *sftpdial.Client, in DisposeInput) (DisposeResult, error) {
 	}
 	return DisposeResult{}, final("BadAction", fmt.Sprintf("action %q is not delete or move", in.Action))
 }
+
+// MovedPath is where a move to dir puts remotePath: under dir at its own path.
+func MovedPath(dir, remotePath string) string { return path.Join(dir, remotePath) }
 
 // moveAside renames from to want, or to want.1, want.2… when a name is taken. SFTP's rename fails
 // when the target exists, so no file is ever replaced.

@@ -3,7 +3,6 @@ package activities
 import (
 	"context"
 	"fmt"
-	"path"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -58,7 +57,7 @@ func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
 	stop := abortOnEnd(sctx, c, src.Shared != nil)
 	fi, err := c.Stat(in.RemotePath)
 	if notExist(err) && in.FailedDir != "" {
-		moved := path.Join(in.FailedDir, in.RemotePath)
+		moved := MovedPath(in.FailedDir, in.RemotePath)
 		if _, merr := c.Stat(moved); merr == nil {
 			err = fmt.Errorf("%w: on_failure moved it to %s when an earlier run was dead-lettered; move it back to replay this job, or submit a job for %s", err, moved, moved)
 		}

@@ -20,7 +20,6 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
-	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/job"
@@ -336,7 +335,7 @@ type Target struct {
 	Host   string
 	Bucket string
 	// OnSuccess and OnFailure are the source's actions on the remote file.
-	OnSuccess, OnFailure activities.FileAction
+	OnSuccess, OnFailure config.Action
 }
 
 // Targets lists the Target of every source the config names.
@@ -344,9 +343,7 @@ func Targets(cfg config.Config) map[string]Target {
 	out := map[string]Target{}
 	for _, name := range cfg.SourceNames() {
 		s, _ := cfg.Source(name)
-		ok, failed := s.OnSuccessAction(), s.OnFailureAction()
-		out[name] = Target{Host: hostOf(s.Address()), Bucket: cfg.BucketFor(s),
-			OnSuccess: activities.FileAction{Kind: ok.Kind, Dir: ok.Dir}, OnFailure: activities.FileAction{Kind: failed.Kind, Dir: failed.Dir}}
+		out[name] = Target{Host: hostOf(s.Address()), Bucket: cfg.BucketFor(s), OnSuccess: s.OnSuccessAction(), OnFailure: s.OnFailureAction()}
 	}
 	return out
 }

@@ -3,8 +3,10 @@
 package workflows
 
 import (
-	"github.com/kafkasync/kafkasync/internal/searchattr"
 	"path"
+
+	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/searchattr"
 
 	"errors"
 	"fmt"
@@ -44,8 +46,8 @@ type Options struct {
 	SmallFile int64
 	// OnSuccess and OnFailure are what happens to the remote file after the job succeeded or was
 	// dead-lettered (the source's on_success and on_failure); the zero value keeps it.
-	OnSuccess activities.FileAction
-	OnFailure activities.FileAction
+	OnSuccess config.Action
+	OnFailure config.Action
 }
 
 // Input is the workflow's argument: the validated job, the original message for the dead-letter
@@ -571,7 +573,7 @@ func errorMessage(err error) string {
 // dispose applies the source's action to the remote file once the job has ended, as a step of its
 // own with its own audit event: its failure is recorded, never undoes the archive and never fails
 // the workflow.
-func (r *run) dispose(ctx workflow.Context, act activities.FileAction) {
+func (r *run) dispose(ctx workflow.Context, act config.Action) {
 	if act.Kind != "delete" && act.Kind != "move" || r.seen.Size < 0 {
 		return
 	}

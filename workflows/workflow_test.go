@@ -14,6 +14,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/job"
 )
 
@@ -298,8 +299,8 @@ func TestSourceFileActions(t *testing.T) {
 				return activities.DisposeResult{Outcome: "moved", To: "/done/in/a.bin"}, nil
 			})
 			in := input()
-			in.Options.OnSuccess = activities.FileAction{Kind: "move", Dir: "/done"}
-			in.Options.OnFailure = activities.FileAction{Kind: "move", Dir: "/failed"}
+			in.Options.OnSuccess = config.Action{Kind: "move", Dir: "/done"}
+			in.Options.OnFailure = config.Action{Kind: "move", Dir: "/failed"}
 			f.env.ExecuteWorkflow(Name, in)
 			if err := f.env.GetWorkflowError(); (err == nil) != tc.ok {
 				t.Fatalf("workflow error %v", err)
