@@ -2,10 +2,6 @@ package audit
 
 import (
 	"context"
-	"crypto/rand"
-	"crypto/sha256"
-	"encoding/base64"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"regexp"
@@ -167,20 +163,17 @@ type APIKey struct {
 func (k APIKey) Actor() string { return "key:" + k.Prefix + "@" + k.Account }
 
 func keyID(key string) (string, bool) {
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(key, APIKeyPrefix))
-	if !strings.HasPrefix(key, APIKeyPrefix) || err != nil || len(raw) != sessionTokenBytes {
+	token, ok := strings.CutPrefix(key, APIKeyPrefix)
+	if !ok {
 		return "", false
 	}
-	sum := sha256.Sum256(raw)
-	return hex.EncodeToString(sum[:]), true
+	return sessionID(token)
 }
 
 // AddAPIKey makes a new key for an enabled account and returns it: the only time it is shown.
 func (s *Store) AddAPIKey(ctx context.Context, account, by string) (string, APIKey, error) {
-	raw := make([]byte, sessionTokenBytes)
-	rand.Read(raw)
-	key := APIKeyPrefix + base64.RawURLEncoding.EncodeToString(raw)
-	id, _ := keyID(key)
+	token, id := newToken()
+	key := APIKeyPrefix + token
 	rows, err := s.pool.Query(ctx, `INSERT INTO api_keys (id_sha256, prefix, account, created_by)
 		SELECT $1, $2, name, $3 FROM accounts WHERE name = $4 AND disabled_at IS NULL
 		RETURNING prefix, account, created_at, created_by, revoked_at, last_used`, id, key[:len(APIKeyPrefix)+8], by, account)

@@ -43,7 +43,17 @@ type Session struct {
 // 8 hex digits of its id hash, enough to find the row, who logged in and from where.
 func (s Session) Actor() string { return "session:" + s.IDHash[:8] }
 
-// sessionID returns the stored id of a token: the hex SHA-256 of its 32 bytes.
+// newToken returns a random token (32 bytes, base64url) and its stored id.
+func newToken() (token, id string) {
+	raw := make([]byte, sessionTokenBytes)
+	rand.Read(raw) // never fails: crypto/rand aborts the program rather than return short
+	token = base64.RawURLEncoding.EncodeToString(raw)
+	id, _ = sessionID(token)
+	return token, id
+}
+
+// sessionID returns the stored id of a token: the hex SHA-256 of its 32 bytes. API keys use it
+// too, after their prefix.
 func sessionID(token string) (string, bool) {
 	raw, err := base64.RawURLEncoding.DecodeString(token)
 	if err != nil || len(raw) != sessionTokenBytes {
@@ -57,10 +67,7 @@ func sessionID(token string) (string, bool) {
 // ttl. It returns the token for the cookie; only its hash is kept. Logins also prune rows that
 // expired more than 90 days ago.
 func (s *Store) CreateSession(ctx context.Context, who, remoteAddr string, ttl time.Duration) (string, Session, error) {
-	raw := make([]byte, sessionTokenBytes)
-	rand.Read(raw) // never fails: crypto/rand aborts the program rather than return short
-	token := base64.RawURLEncoding.EncodeToString(raw)
-	id, _ := sessionID(token)
+	token, id := newToken()
 	if len(remoteAddr) > maxRemoteAddr {
 		remoteAddr = remoteAddr[:maxRemoteAddr]
 	}

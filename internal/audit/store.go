@@ -338,20 +338,16 @@ func (s *Store) Events(ctx context.Context, id string) ([]JobEvent, error) {
 
 // CountByStatus returns the number of jobs in each status.
 func (s *Store) CountByStatus(ctx context.Context) (map[string]int64, error) {
-	rows, err := s.pool.Query(ctx, qCountStatus)
-	if err != nil {
-		return nil, fmt.Errorf("count jobs: %w", err)
-	}
-	out := map[string]int64{}
-	var st string
-	var n int64
-	_, err = pgx.ForEachRow(rows, []any{&st, &n}, func() error { out[st] = n; return nil })
-	return out, err
+	return s.countStatus(ctx, qCountStatus)
 }
 
 // CountSince returns the number of jobs created since since, in each status.
 func (s *Store) CountSince(ctx context.Context, since time.Time) (map[string]int64, error) {
-	rows, err := s.pool.Query(ctx, `SELECT status, count(*) FROM jobs WHERE created_at >= $1 GROUP BY status`, since)
+	return s.countStatus(ctx, `SELECT status, count(*) FROM jobs WHERE created_at >= $1 GROUP BY status`, since)
+}
+
+func (s *Store) countStatus(ctx context.Context, sql string, args ...any) (map[string]int64, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
 		return nil, fmt.Errorf("count jobs: %w", err)
 	}
