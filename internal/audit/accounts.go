@@ -194,19 +194,22 @@ func (s *Store) AccountByKey(ctx context.Context, key string) (Account, APIKey, 
 	if !ok {
 		return Account{}, APIKey{}, ErrNoAccount
 	}
+	// One round trip per API request: the key's use is noted and its account read together.
 	var k APIKey
+	var a Account
 	err := s.pool.QueryRow(ctx, `UPDATE api_keys k SET last_used = now() FROM accounts a
 		WHERE k.id_sha256 = $1 AND k.revoked_at IS NULL AND a.name = k.account AND a.disabled_at IS NULL
-		RETURNING k.prefix, k.account, k.created_at, k.created_by, k.revoked_at, k.last_used`, id).
-		Scan(&k.Prefix, &k.Account, &k.CreatedAt, &k.CreatedBy, &k.RevokedAt, &k.LastUsed)
+		RETURNING k.prefix, k.account, k.created_at, k.created_by, k.revoked_at, k.last_used,
+		          a.name, a.role, a.password_hash IS NOT NULL, a.created_at, a.created_by, a.disabled_at`, id).
+		Scan(&k.Prefix, &k.Account, &k.CreatedAt, &k.CreatedBy, &k.RevokedAt, &k.LastUsed,
+			&a.Name, &a.Role, &a.HasPass, &a.CreatedAt, &a.CreatedBy, &a.DisabledAt)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, APIKey{}, ErrNoAccount
 	}
 	if err != nil {
 		return Account{}, APIKey{}, fmt.Errorf("look up key: %w", err)
 	}
-	a, err := s.Account(ctx, k.Account)
-	return a, k, err
+	return a, k, nil
 }
 
 // APIKeys lists an account's keys ("" lists every account's).
