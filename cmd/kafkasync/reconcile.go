@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -8,11 +9,16 @@ import (
 	"sort"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/spf13/cobra"
+	"go.temporal.io/sdk/client"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/config"
+	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/reconcile"
 	"github.com/kafkasync/kafkasync/internal/s3client"
+	"github.com/kafkasync/kafkasync/workers"
 )
 
 func (a *app) reconcileCmd() *cobra.Command {
@@ -20,30 +26,32 @@ func (a *app) reconcileCmd() *cobra.Command {
 	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "reconcile [--since 24h]",
-		Short: "Check that every job archived in a window has its object, with its MD5 (exit 1 on any difference)",
-		Long: `reconcile reads the jobs created in the window from the audit trail (postgres.dsn), counts them by
-status, and checks each SUCCEEDED job's object in its bucket with a HEAD: the object must exist,
-its md5 metadata must be the MD5 the job verified, and so must its ETag when that is a plain MD5
-(a single-part object). Each difference is listed with its job:
+		Short: "Check that every job message consumed in a window was archived, dead-lettered or is in flight (exit 1 on any difference)",
+		Long: `reconcile keeps the ledger of a window. It reads the job messages the bridge's consumer group
+consumed from the jobs topic (kafka.group, below its committed offsets) whose timestamps fall in
+the window, and accounts for each, per topic and source:
 
-  object_missing   the row says SUCCEEDED; the bucket has no such object
-  md5_differs      the object's md5 metadata or bytes are not the job's
+  consumed = archived + dead-lettered + in flight + redelivered + differing
 
-The exit code is 0 when there is none and 1 otherwise, for cron and monitoring:
+archived: its job is SUCCEEDED and the object is in its bucket with the job's MD5 (a HEAD checks
+the md5 metadata, and the ETag of a single-part object); dead-lettered: the bridge refused it or
+its workflow failed for good, with a dead letter; in flight: its workflow is running;
+redelivered: a later message of a job already counted. Each difference is listed:
 
-  kafkasync reconcile --since 24h || mail -s "kafkasync: archive differs" ops@example.com < /dev/null
+  object_missing               a SUCCEEDED job whose object is not in the bucket
+  md5_differs                  the object's md5 metadata or bytes are not the job's
+  message_without_workflow     a consumed message that started no workflow and has no dead letter
+  failed_without_dead_letter   a job that failed for good whose dead letter was not published
+  dead_letter_without_job      a workflow's dead letter whose job has no audit row
+
+It reads PostgreSQL, the bucket, Kafka and Temporal. The exit code is 0 when nothing differs and
+1 otherwise, for cron and monitoring:
+
+  kafkasync reconcile --since 24h || mail -s "kafkasync: the ledger differs" ops@example.com < /dev/null
   kafkasync reconcile --since 168h --json`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			s3c, err := s3client.New(a.cfg.S3)
-			if err != nil {
-				return err
-			}
-			var r reconcile.Report
-			err = a.withStore(cmd.Context(), func(s *audit.Store) error {
-				r, err = reconcile.Check(cmd.Context(), s, s3c, time.Now().Add(-since))
-				return err
-			})
+			r, err := a.reconcile(cmd.Context(), time.Now().Add(-since))
 			if err != nil {
 				return err
 			}
@@ -56,9 +64,42 @@ The exit code is 0 when there is none and 1 otherwise, for cron and monitoring:
 			return nil
 		},
 	}
-	cmd.Flags().DurationVar(&since, "since", 24*time.Hour, "the window: jobs created this long ago or later")
+	cmd.Flags().DurationVar(&since, "since", 24*time.Hour, "the window: messages and jobs this long ago or later")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the report as JSON")
 	return cmd
+}
+
+// reconcile connects to what the ledger reads and reconciles the window from since.
+func (a *app) reconcile(ctx context.Context, since time.Time) (reconcile.Report, error) {
+	s3c, err := s3client.New(a.cfg.S3)
+	if err != nil {
+		return reconcile.Report{}, err
+	}
+	kcfg := a.cfg.Kafka
+	kcfg.ClientID += "-reconcile"
+	kc, err := kafkaops.DialConfig(kcfg)
+	if err != nil {
+		return reconcile.Report{}, err
+	}
+	defer kc.Close()
+	tc, err := workers.Dial(ctx, a.cfg.Temporal, a.log)
+	if err != nil {
+		return reconcile.Report{}, err
+	}
+	defer tc.Close()
+	var r reconcile.Report
+	err = a.withStore(ctx, func(s *audit.Store) error {
+		r, err = reconcile.Check(ctx, reconcileOptions(a.cfg, s, s3c, kc, tc), since)
+		return err
+	})
+	return r, err
+}
+
+// reconcileOptions are what a reconciliation reads: the audit store, the bucket, the messages the
+// bridge consumed and Temporal's running workflows.
+func reconcileOptions(cfg config.Config, store *audit.Store, s3c *s3.Client, kc *kafkaops.Kafka, tc client.Client) reconcile.Options {
+	return reconcile.Options{Store: store, S3: s3c, Messages: reconcile.FromKafka(kc, cfg.Kafka.JobsTopic, cfg.Kafka.Group),
+		Policy: cfg.JobPolicy(), Running: reconcile.FromTemporal(tc)}
 }
 
 func printReport(out io.Writer, r reconcile.Report, asJSON bool) error {
@@ -67,7 +108,7 @@ func printReport(out io.Writer, r reconcile.Report, asJSON bool) error {
 		enc.SetIndent("", "  ")
 		return enc.Encode(r)
 	}
-	fmt.Fprintf(out, "jobs since %s:", r.Since.UTC().Format(time.RFC3339))
+	fmt.Fprintf(out, "since %s\njobs created:", r.Since.UTC().Format(time.RFC3339))
 	statuses := make([]string, 0, len(r.Statuses))
 	for s := range r.Statuses {
 		statuses = append(statuses, s)
@@ -76,9 +117,34 @@ func printReport(out io.Writer, r reconcile.Report, asJSON bool) error {
 	for _, s := range statuses {
 		fmt.Fprintf(out, " %s %d", s, r.Statuses[s])
 	}
-	fmt.Fprintf(out, "\nobjects checked: %d, differences: %d\n", r.Checked, len(r.Differences))
+	fmt.Fprintf(out, "\nobjects checked: %d\n", r.Checked)
+	fmt.Fprintf(out, "%-24s %-16s %9s %9s %9s %9s %9s %9s\n", "TOPIC", "SOURCE", "CONSUMED", "ARCHIVED", "DEAD", "IN FLIGHT", "REDELIV", "DIFFERING")
+	for _, l := range r.Ledger {
+		src := l.Source
+		if src == "" {
+			src = "-"
+		}
+		fmt.Fprintf(out, "%-24s %-16s %9d %9d %9d %9d %9d %9d\n", l.Topic, src, l.Consumed, l.Archived, l.DeadLettered, l.InFlight, l.Redelivered, l.Differing)
+	}
+	fmt.Fprintf(out, "differences: %d\n", len(r.Differences))
 	for _, d := range r.Differences {
-		fmt.Fprintf(out, "  %s  job %s  s3://%s/%s  %s\n", d.Kind, d.JobID, d.Bucket, d.Key, d.Detail)
+		fmt.Fprintf(out, "  %s  %s\n", d.Kind, where(d))
+		fmt.Fprintf(out, "      %s\n", d.Detail)
 	}
 	return nil
+}
+
+// where names what a difference is about: its job, object and message.
+func where(d reconcile.Difference) string {
+	s := ""
+	if d.JobID != "" {
+		s += "job " + d.JobID + "  "
+	}
+	if d.Key != "" {
+		s += fmt.Sprintf("s3://%s/%s  ", d.Bucket, d.Key)
+	}
+	if d.Offset != nil {
+		s += fmt.Sprintf("%s/%d/%d", d.Topic, *d.Partition, *d.Offset)
+	}
+	return s
 }

@@ -162,8 +162,9 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
+	ro := reconcileOptions(cfg, store, s3c, kc, tc)
 	check := func(ctx context.Context, since time.Time) (reconcile.Report, error) {
-		return reconcile.Check(ctx, store, s3c, since)
+		return reconcile.Check(ctx, ro, since)
 	}
 	e := ui.New(ui.Options{
 		Store: store, TemporalUI: cfg.Temporal.UIURL, Namespace: cfg.Temporal.Namespace, Logger: a.log,

@@ -11,6 +11,7 @@ import (
 
 	"github.com/BurntSushi/toml"
 	"github.com/caarlos0/env/v11"
+
 	"github.com/kafkasync/kafkasync/internal/job"
 )
 

@@ -30,6 +30,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
+	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/reconcile"
 	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
@@ -90,7 +91,7 @@ func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
 	}
 	p := &pipeline{env: env, client: c, store: store, prod: prod, starts: map[string][]bool{}}
 	b := &starter.Bridge{Temporal: c, TaskQueue: cfg.Temporal.TaskQueue, Options: starter.WorkflowOptions(cfg),
-		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: time.Second, Sources: starter.Targets(cfg),
+		DLQ: prod, DLQTopic: cfg.Kafka.DLQTopic, Logger: log, Backoff: time.Second, Sources: starter.Targets(cfg), Audit: store,
 		OnStarted: func(id string, dup bool) {
 			p.mu.Lock()
 			defer p.mu.Unlock()
@@ -327,15 +328,49 @@ func TestPipelineEndToEnd(t *testing.T) {
 	}
 	checkDoneEvents(t, ctx, p, env.Cfg, len(good))
 
-	// The ledger reconciles: every SUCCEEDED job's object is there with its MD5.
-	s3c, err2 := s3client.New(env.Cfg.S3)
-	if err2 != nil {
-		t.Fatal(err2)
+	checkLedger(t, ctx, p, int64(len(good)), 2)
+}
+
+// checkLedger: every message the bridge consumed is accounted for (once its offsets are committed),
+// every SUCCEEDED job's object is there with its MD5, and nothing differs.
+func checkLedger(t *testing.T, ctx context.Context, p *pipeline, archived, dead int64) {
+	t.Helper()
+	cfg := p.env.Cfg
+	s3c, err := s3client.New(cfg.S3)
+	if err != nil {
+		t.Fatal(err)
 	}
-	rec, err := reconcile.Check(ctx, p.store, s3c, time.Now().Add(-time.Hour))
-	if err != nil || rec.Checked != len(good) || len(rec.Differences) != 0 {
-		t.Fatalf("reconcile after the run: %+v %v", rec, err)
+	kc, err := kafkaops.Dial(cfg.Kafka.Brokers, "e2e-ledger")
+	if err != nil {
+		t.Fatal(err)
 	}
+	defer kc.Close()
+	o := reconcile.Options{Store: p.store, S3: s3c, Messages: reconcile.FromKafka(kc, cfg.Kafka.JobsTopic, cfg.Kafka.Group),
+		Policy: cfg.JobPolicy(), Running: reconcile.FromTemporal(p.client)}
+	var rec reconcile.Report
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
+		if rec, err = reconcile.Check(ctx, o, time.Now().Add(-time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		var a, d int64
+		for _, l := range rec.Ledger {
+			a, d = a+l.Archived, d+l.DeadLettered
+		}
+		if a == archived && d == dead || time.Now().After(deadline) {
+			break
+		}
+	}
+	var a, d, other int64
+	for _, l := range rec.Ledger {
+		a, d, other = a+l.Archived, d+l.DeadLettered, other+l.InFlight+l.Differing
+		if l.Consumed != l.Archived+l.DeadLettered+l.InFlight+l.Redelivered+l.Differing {
+			t.Fatalf("ledger line does not balance: %+v", l)
+		}
+	}
+	if a != archived || d != dead || other != 0 || rec.Checked != int(archived) || len(rec.Differences) != 0 {
+		t.Fatalf("reconcile after the run: %+v, want %d archived and %d dead-lettered", rec, archived, dead)
+	}
+	t.Logf("ledger: %+v", rec.Ledger)
 }
 
 // checkDoneEvents: the done topic holds one event per SUCCEEDED row, with that row's fields.

@@ -25,6 +25,8 @@ import (
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/dlq"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
+	"github.com/kafkasync/kafkasync/internal/kafkaops"
+	"github.com/kafkasync/kafkasync/internal/reconcile"
 	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/internal/testproc"
@@ -77,13 +79,15 @@ type suite struct {
 	nlog      int
 	// staging lists the staging folders that must end empty (default: cfg's).
 	staging []string // the workers' staging and completed folders the ledger checks
+	began   time.Time
 }
 
 // start runs the servers; tweak adjusts the config the workers and bridges get.
 func start(t *testing.T, o testenv.Options, tweak func(*config.Config)) *suite {
 	t.Helper()
 	env := testenv.Start(t, o)
-	s := &suite{t: t, env: env, cfg: env.Cfg, want: map[string]want{}, refused: map[string]string{}, replays: map[string]int{}}
+	s := &suite{t: t, env: env, cfg: env.Cfg, want: map[string]want{}, refused: map[string]string{}, replays: map[string]int{},
+		began: time.Now().Add(-time.Second)}
 	s.cfg.Log.Level = "info"
 	s.cfg.Transfer.StallTimeout = config.Duration(3 * time.Second)
 	if tweak != nil {
@@ -375,6 +379,40 @@ func (s *suite) ledger() {
 	t.Logf("ledger: published %d messages (%d jobs to archive, %d to dead-letter, %d refused) | S3 objects %d, "+
 		"dead letters %d, SUCCEEDED rows %d, workflows %d, staging files %d, open multipart uploads %d",
 		s.published, archived, dead, len(s.refused), len(objects), len(dls), succeeded, len(runs), len(left), len(mpu.Uploads))
+	s.reconciled()
+}
+
+// reconciled checks that kafkasync's own reconciliation of the scenario finds nothing amiss: every
+// message the bridges consumed is archived, dead-lettered or a redelivery, and every object is right.
+func (s *suite) reconciled() {
+	t := s.t
+	t.Helper()
+	kc, err := kafkaops.DialConfig(s.cfg.Kafka)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kc.Close()
+	// The bridge commits what it handled every commit interval: wait for it, but a scenario may
+	// have left none running.
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if lag, err := kc.ConsumerLag(s.cfg.Kafka.JobsTopic, s.cfg.Kafka.Group); err == nil && lag.Total == 0 {
+			break
+		}
+	}
+	r, err := reconcile.Check(s.ctx, reconcile.Options{Store: s.store, S3: s.env.Stack.S3.Client(),
+		Messages: reconcile.FromKafka(kc, s.cfg.Kafka.JobsTopic, s.cfg.Kafka.Group), Policy: s.cfg.JobPolicy(),
+		Running: reconcile.FromTemporal(s.c)}, s.began)
+	if err != nil {
+		t.Fatalf("reconcile: %v", err)
+	}
+	var consumed, inFlight int64
+	for _, l := range r.Ledger {
+		consumed, inFlight = consumed+l.Consumed, inFlight+l.InFlight
+	}
+	if len(r.Differences) != 0 || inFlight != 0 {
+		t.Errorf("kafkasync reconcile: %d in flight, differences %+v", inFlight, r.Differences)
+	}
+	t.Logf("reconcile: %d messages consumed, %d objects checked, %d differences: %+v", consumed, r.Checked, len(r.Differences), r.Ledger)
 }
 
 // objectMD5 returns an object's stored md5 and the md5 of its bytes.

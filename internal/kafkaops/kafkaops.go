@@ -290,3 +290,82 @@ func (k *Kafka) Send(topic string, key, value []byte, headers ...sarama.RecordHe
 	}
 	return p, o, nil
 }
+
+// ErrTooMany is returned by Consumed when the window holds more messages than its limit.
+var ErrTooMany = errors.New("more messages in the window than the limit")
+
+// Consumed calls f for each message of topic that group has consumed (below its committed offset)
+// with a timestamp at or after since, partition by partition in offset order; at most limit.
+func (k *Kafka) Consumed(ctx context.Context, topic, group string, since time.Time, limit int, f func(*sarama.ConsumerMessage) error) error {
+	parts, err := k.client.Partitions(topic)
+	if err != nil {
+		return fmt.Errorf("partitions of %s: %w", topic, err)
+	}
+	res, err := k.admin.ListConsumerGroupOffsets(group, map[string][]int32{topic: parts})
+	if err != nil {
+		return fmt.Errorf("offsets of group %s: %w", group, err)
+	}
+	consumer, err := sarama.NewConsumerFromClient(k.client)
+	if err != nil {
+		return err
+	}
+	defer consumer.Close()
+	n := 0
+	for _, p := range parts {
+		b := res.GetBlock(topic, p)
+		if b == nil || b.Err != sarama.ErrNoError || b.Offset <= 0 {
+			continue // the group has consumed nothing here
+		}
+		from, err := k.client.GetOffset(topic, p, since.UnixMilli())
+		if err != nil {
+			return fmt.Errorf("offset of %s/%d at %s: %w", topic, p, since.Format(time.RFC3339), err)
+		}
+		if from < 0 || from >= b.Offset {
+			continue // no message of the window, or none consumed yet
+		}
+		if n += int(b.Offset - from); n > limit {
+			return fmt.Errorf("%s since %s: %w (%d)", topic, since.Format(time.RFC3339), ErrTooMany, limit)
+		}
+		if err := readRange(ctx, consumer, topic, p, from, b.Offset, f); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readRange calls f for the messages of topic/p from offset from up to, not including, to.
+// Offsets that hold no message (a transaction's markers, a compacted topic's gaps) are never
+// delivered: once the broker has offsets up to to and nothing more arrives, the range is done.
+func readRange(ctx context.Context, consumer sarama.Consumer, topic string, p int32, from, to int64, f func(*sarama.ConsumerMessage) error) error {
+	pc, err := consumer.ConsumePartition(topic, p, from)
+	if err != nil {
+		return fmt.Errorf("read %s/%d: %w", topic, p, err)
+	}
+	defer pc.Close()
+	idle := time.NewTimer(3 * time.Second)
+	defer idle.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case cerr := <-pc.Errors():
+			return cerr
+		case <-idle.C:
+			if pc.HighWaterMarkOffset() >= to {
+				return nil
+			}
+			idle.Reset(3 * time.Second)
+		case m := <-pc.Messages():
+			idle.Reset(3 * time.Second)
+			if m.Offset >= to {
+				return nil
+			}
+			if err := f(m); err != nil {
+				return err
+			}
+			if m.Offset+1 >= to {
+				return nil
+			}
+		}
+	}
+}

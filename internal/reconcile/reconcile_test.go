@@ -19,15 +19,11 @@ import (
 	"github.com/kafkasync/kafkasync/internal/testenv"
 )
 
-func sum(b []byte) string { s := md5.Sum(b); return hex.EncodeToString(s[:]) }
-
-// A clean archive reconciles with no difference; an object deleted behind kafkasync's back, one
-// whose bytes were replaced under the original metadata, and one whose metadata differs are each
-// reported against their job.
-func TestReconcileFindsEachPlantedDifference(t *testing.T) {
-	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
-	ctx := context.Background()
-	store, err := audit.OpenMigrated(ctx, env.Cfg.Postgres.DSN.Reveal())
+// start starts the stack on Apache Kafka, whose offsets by time and committed group offsets the
+// ledger reads.
+func start(t *testing.T) (*testenv.Env, *audit.Store, *s3.Client) {
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaApache, Partitions: 2})
+	store, err := audit.OpenMigrated(context.Background(), env.Cfg.Postgres.DSN.Reveal())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -36,6 +32,18 @@ func TestReconcileFindsEachPlantedDifference(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return env, store, s3c
+}
+
+func sum(b []byte) string { s := md5.Sum(b); return hex.EncodeToString(s[:]) }
+
+// A clean archive reconciles with no difference; an object deleted behind kafkasync's back, one
+// whose bytes were replaced under the original metadata, and one whose metadata differs are each
+// reported against their job.
+func TestReconcileFindsEachPlantedDifference(t *testing.T) {
+	env, store, s3c := start(t)
+	ctx := context.Background()
+	o := reconcile.Options{Store: store, S3: s3c}
 	bucket := env.Cfg.S3.Bucket
 	put := func(key string, body []byte, md5 string) {
 		t.Helper()
@@ -55,7 +63,7 @@ func TestReconcileFindsEachPlantedDifference(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	r, err := reconcile.Check(ctx, store, s3c, start.Add(-time.Second))
+	r, err := reconcile.Check(ctx, o, start.Add(-time.Second))
 	if err != nil || r.Checked != 4 || len(r.Differences) != 0 || r.Statuses[audit.StatusSucceeded] != 4 {
 		t.Fatalf("clean archive: %+v %v", r, err)
 	}
@@ -64,11 +72,11 @@ func TestReconcileFindsEachPlantedDifference(t *testing.T) {
 	}
 	put("rec/c", []byte("other bytes"), sum([]byte("the bytes of c")))
 	put("rec/d", []byte("the bytes of d"), sum([]byte("something else")))
-	r, err = reconcile.Check(ctx, store, s3c, start.Add(-time.Second))
+	r, err = reconcile.Check(ctx, o, start.Add(-time.Second))
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []string{"b " + reconcile.ObjectMissing, "c " + reconcile.MD5Differs, "d " + reconcile.MD5Differs}
+	want := []string{"c " + reconcile.MD5Differs, "d " + reconcile.MD5Differs, "b " + reconcile.ObjectMissing}
 	if len(r.Differences) != len(want) {
 		t.Fatalf("differences %+v, want %v", r.Differences, want)
 	}
@@ -78,7 +86,7 @@ func TestReconcileFindsEachPlantedDifference(t *testing.T) {
 		}
 	}
 	// A window that starts after the jobs holds none of them.
-	if r, err := reconcile.Check(ctx, store, s3c, time.Now().Add(time.Minute)); err != nil || r.Checked != 0 || len(r.Differences) != 0 {
+	if r, err := reconcile.Check(ctx, o, time.Now().Add(time.Minute)); err != nil || r.Checked != 0 || len(r.Differences) != 0 {
 		t.Fatalf("empty window: %+v %v", r, err)
 	}
 }
