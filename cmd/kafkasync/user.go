@@ -204,7 +204,7 @@ func (a *app) userRevokeKeyCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withStore(cmd.Context(), func(s *audit.Store) error {
-				if err := s.RevokeAPIKey(cmd.Context(), strings.TrimSuffix(args[0], "…"), cliActor()); err != nil {
+				if _, err := s.RevokeAPIKey(cmd.Context(), strings.TrimSuffix(args[0], "…"), cliActor()); err != nil {
 					return fmt.Errorf("revoke %s: %w", args[0], err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", args[0])
