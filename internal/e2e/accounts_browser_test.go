@@ -114,7 +114,7 @@ func TestAccountsInBrowser(t *testing.T) {
 		t.Fatalf("new key %q, note %q", key, text("#new-key"))
 	}
 	shot("accounts-key.png")
-	if code := get(t, srv.URL+"/api/v1/jobs", key); code != 200 {
+	if code := statusWithKey(t, srv.URL+"/api/v1/jobs", key); code != 200 {
 		t.Fatalf("the key from the page: %d", code)
 	}
 	step("see the list", chromedp.Navigate(srv.URL+"/accounts"), chromedp.WaitVisible(chromedp.CSS("#acct-ops-bot")))
@@ -140,8 +140,8 @@ func TestAccountsInBrowser(t *testing.T) {
 	}
 }
 
-// get answers the status of a GET with an API key.
-func get(t *testing.T, u, key string) int {
+// statusWithKey answers the status of a GET with an API key.
+func statusWithKey(t *testing.T, u, key string) int {
 	t.Helper()
 	req, _ := http.NewRequest("GET", u, nil)
 	req.Header.Set(ui.HeaderAPIKey, key)
