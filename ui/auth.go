@@ -52,6 +52,8 @@ type caller struct {
 	// viaKey: the request carries the valid API key itself. Only then may it skip the CSRF check,
 	// since no other site can make a browser send that header.
 	viaKey bool
+	// account is the caller's account, by its key or its login; "" for the shared key.
+	account string
 }
 
 // auth checks the API key and login sessions. A session is a row of table sessions opened with the
@@ -96,7 +98,7 @@ func (a *auth) identify(next echo.HandlerFunc) echo.HandlerFunc {
 			acct, k, err := a.accounts.AccountByKey(c.Request().Context(), given)
 			switch {
 			case err == nil:
-				c.Set(ctxCaller, caller{actor: k.Actor(), role: acct.Role, viaKey: true})
+				c.Set(ctxCaller, caller{actor: k.Actor(), role: acct.Role, viaKey: true, account: acct.Name})
 				return next(c)
 			case !errors.Is(err, audit.ErrNoAccount):
 				return echo.NewHTTPError(http.StatusServiceUnavailable, "accounts are unavailable: try again shortly").SetInternal(err)
@@ -133,7 +135,7 @@ func (a *auth) session(c echo.Context) (caller, error) {
 		if err != nil {
 			return caller{}, err
 		}
-		return caller{actor: acct.Actor(), role: acct.Role}, nil
+		return caller{actor: acct.Actor(), role: acct.Role, account: acct.Name}, nil
 	}
 	if a.key == "" || s.Who != a.keyActor {
 		return caller{}, audit.ErrNoSession

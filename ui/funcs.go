@@ -51,7 +51,20 @@ func funcs(o Options) template.FuncMap {
 		"dlqStates": func() []string { return []string{audit.DLQOpen, audit.DLQReplayed, audit.DLQDiscarded} },
 		"final":     terminal,
 		"label":     func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "_", "-") },
+		"roles":     func() []string { return []string{audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin} },
+		"liveKeys":  liveKeys,
 	}
+}
+
+// liveKeys counts the keys not revoked.
+func liveKeys(keys []audit.APIKey) int {
+	n := 0
+	for _, k := range keys {
+		if k.RevokedAt == nil {
+			n++
+		}
+	}
+	return n
 }
 
 func ptime(t *time.Time) string {

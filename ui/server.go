@@ -1,6 +1,7 @@
 // Package ui is the Echo dashboard: server-rendered pages over the audit tables (overview, jobs, job
-// detail with live download progress, the dead-letter queue), links into the Temporal Web UI, and a
-// JSON API under /api/v1 described by /api/v1/openapi.json. Templates and assets are embedded.
+// detail with live download progress, the dead-letter queue, and for admins the accounts and their
+// API keys), links into the Temporal Web UI, and a JSON API under /api/v1 described by
+// /api/v1/openapi.json. Templates and assets are embedded.
 package ui
 
 import (
@@ -46,6 +47,7 @@ type Store interface {
 	ResolveDeadLetter(ctx context.Context, topic string, partition int32, offset int64, action, actor string, publish audit.Publish) (audit.DeadLetter, error)
 	Sessions
 	Accounts
+	AccountAdmin
 }
 
 // Options configures the dashboard.
@@ -97,7 +99,8 @@ type renderer struct{ t *template.Template }
 func (r renderer) Render(w io.Writer, name string, data any, c echo.Context) error {
 	v, authed := callerFrom(c)
 	return r.t.ExecuteTemplate(w, name, page{Data: data, CSRF: csrfToken(c), Authed: authed, Who: v.actor, Role: v.role,
-		CanOperate: authed && audit.RoleAllows(v.role, audit.RoleOperator), Path: c.Request().URL.Path})
+		CanOperate: authed && audit.RoleAllows(v.role, audit.RoleOperator), CanAdmin: authed && audit.RoleAllows(v.role, audit.RoleAdmin),
+		Path: c.Request().URL.Path})
 }
 
 // page wraps every template's data with what the layout needs.
@@ -105,10 +108,11 @@ type page struct {
 	Data   any
 	CSRF   string
 	Authed bool
-	// Who and Role are the caller's; CanOperate: the role may submit, replay and discard.
-	Who, Role  string
-	CanOperate bool
-	Path       string
+	// Who and Role are the caller's; CanOperate: the role may submit, replay and discard; CanAdmin:
+	// it may also manage accounts and keys.
+	Who, Role            string
+	CanOperate, CanAdmin bool
+	Path                 string
 }
 
 // New builds the dashboard's Echo server.
@@ -200,6 +204,13 @@ func New(o Options) *echo.Echo {
 	w := e.Group("", a.require(audit.RoleOperator))
 	w.POST("/dlq/:partition/:offset/replay", h.dlqActionForm(audit.DLQReplayed))
 	w.POST("/dlq/:partition/:offset/discard", h.dlqActionForm(audit.DLQDiscarded))
+	ad := e.Group("", a.require(audit.RoleAdmin))
+	ad.GET("/accounts", h.accountsPage)
+	ad.POST("/accounts", h.addAccountForm)
+	ad.GET("/accounts/:name/disable", h.disableAccountPage)
+	ad.POST("/accounts/:name/disable", h.disableAccountForm)
+	ad.POST("/accounts/:name/keys", h.addKeyForm)
+	ad.POST("/keys/:prefix/revoke", h.revokeKeyForm)
 
 	api := e.Group("/api/v1")
 	api.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapi) })
@@ -214,6 +225,12 @@ func New(o Options) *echo.Echo {
 	aw.POST("/jobs", h.apiSubmit)
 	aw.POST("/dlq/:partition/:offset/replay", h.apiDLQAction(audit.DLQReplayed))
 	aw.POST("/dlq/:partition/:offset/discard", h.apiDLQAction(audit.DLQDiscarded))
+	aa := api.Group("", a.require(audit.RoleAdmin))
+	aa.GET("/accounts", h.apiAccounts)
+	aa.POST("/accounts", h.apiAddAccount)
+	aa.POST("/accounts/:name/disable", h.apiDisableAccount)
+	aa.POST("/accounts/:name/keys", h.apiAddKey)
+	aa.POST("/keys/:prefix/revoke", h.apiRevokeKey)
 	return e
 }
 

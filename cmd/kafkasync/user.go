@@ -27,7 +27,8 @@ database (postgres.dsn), so whoever can run it needs that database's credentials
 Roles: viewer (read the pages and the API), operator (also submit, replay and discard), admin (also
 manage accounts and keys). A password is 12 to 72 bytes, stored as a bcrypt hash. An API key is
 shown once, when it is made, and stored as its SHA-256; send it in the X-API-Key header. Every
-change records who made it: cli:<the system user running this command>.
+change records who made it: cli:<the system user running this command>. An admin can do the same
+on the dashboard's Accounts page (/accounts) and its API (/api/v1/accounts).
 
   kafkasync user add alice --role operator      # asks for the password on the terminal
   printf '%s' "$PW" | kafkasync user add ci --role viewer --password-stdin
@@ -204,7 +205,7 @@ func (a *app) userRevokeKeyCmd() *cobra.Command {
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return a.withStore(cmd.Context(), func(s *audit.Store) error {
-				if err := s.RevokeAPIKey(cmd.Context(), strings.TrimSuffix(args[0], "…"), cliActor()); err != nil {
+				if _, err := s.RevokeAPIKey(cmd.Context(), strings.TrimSuffix(args[0], "…"), cliActor()); err != nil {
 					return fmt.Errorf("revoke %s: %w", args[0], err)
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "revoked %s\n", args[0])

@@ -35,6 +35,16 @@ var ErrNoAccount = errors.New("no such account, or wrong credentials")
 // ErrAccountExists is returned when adding an account under a name already taken.
 var ErrAccountExists = errors.New("an account of that name exists")
 
+// InvalidError is a name, role or password the store refuses; its message says what is wanted, for
+// the command line and the dashboard alike.
+type InvalidError struct{ msg string }
+
+func (e *InvalidError) Error() string { return e.msg }
+
+func invalid(format string, args ...any) error {
+	return &InvalidError{msg: fmt.Sprintf(format, args...)}
+}
+
 var accountName = regexp.MustCompile(`^[a-z0-9][a-z0-9._@-]{0,63}$`)
 
 // APIKeyPrefix starts every account key, so a key is told from the old shared ui.api_key at a glance.
@@ -54,6 +64,10 @@ type Account struct {
 	CreatedAt  time.Time  `json:"created_at"`
 	CreatedBy  string     `json:"created_by"`
 	DisabledAt *time.Time `json:"disabled_at"`
+	DisabledBy *string    `json:"disabled_by"`
+	// LastLogin is when its latest session opened, while table sessions keeps that row (90 days
+	// past its expiry); only Accounts fills it in.
+	LastLogin *time.Time `json:"last_login" db:"-"`
 }
 
 // Actor names the account in what it does (audit rows, logs).
@@ -62,15 +76,15 @@ func (a Account) Actor() string { return "account:" + a.Name }
 // AddAccount creates an account; password may be empty (keys only). by is who added it.
 func (s *Store) AddAccount(ctx context.Context, name, role, password, by string) (Account, error) {
 	if !accountName.MatchString(name) {
-		return Account{}, fmt.Errorf("account name %q: lower-case letters, digits and . _ @ -, at most 64", name)
+		return Account{}, invalid("account name %q: lower-case letters, digits and . _ @ -, at most 64", name)
 	}
 	if roleRank[role] == 0 {
-		return Account{}, fmt.Errorf("role %q is not viewer, operator or admin", role)
+		return Account{}, invalid("role %q is not viewer, operator or admin", role)
 	}
 	var hash *string
 	if password != "" {
 		if len(password) < minPassword || len(password) > maxPassword {
-			return Account{}, fmt.Errorf("password: %d to %d bytes", minPassword, maxPassword)
+			return Account{}, invalid("password: %d to %d bytes", minPassword, maxPassword)
 		}
 		h, err := bcrypt.GenerateFromPassword([]byte(password), bcrypt.DefaultCost)
 		if err != nil {
@@ -90,7 +104,7 @@ func (s *Store) AddAccount(ctx context.Context, name, role, password, by string)
 	return s.Account(ctx, name)
 }
 
-const accountColumns = `name, role, password_hash IS NOT NULL, created_at, created_by, disabled_at`
+const accountColumns = `name, role, password_hash IS NOT NULL, created_at, created_by, disabled_at, disabled_by`
 
 // Account returns one account, disabled or not, or ErrNoAccount.
 func (s *Store) Account(ctx context.Context, name string) (Account, error) {
@@ -105,13 +119,43 @@ func (s *Store) Account(ctx context.Context, name string) (Account, error) {
 	return a, err
 }
 
-// Accounts lists every account by name.
+// Accounts lists every account by name, with its last login.
 func (s *Store) Accounts(ctx context.Context) ([]Account, error) {
 	rows, err := s.pool.Query(ctx, `SELECT `+accountColumns+` FROM accounts ORDER BY name`)
 	if err != nil {
 		return nil, fmt.Errorf("list accounts: %w", err)
 	}
-	return pgx.CollectRows(rows, pgx.RowToStructByPos[Account])
+	accts, err := pgx.CollectRows(rows, pgx.RowToStructByPos[Account])
+	if err != nil {
+		return nil, fmt.Errorf("list accounts: %w", err)
+	}
+	last, err := s.lastLogins(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for i := range accts {
+		if at, ok := last[accts[i].Name]; ok {
+			accts[i].LastLogin = &at
+		}
+	}
+	return accts, nil
+}
+
+// lastLogins reads when each account last opened a session. It is a query of its own, not a column
+// of accountColumns, so the account lookup of every logged-in request stays one primary-key read.
+func (s *Store) lastLogins(ctx context.Context) (map[string]time.Time, error) {
+	rows, err := s.pool.Query(ctx, `SELECT substr(who, 9), max(created_at) FROM sessions WHERE who LIKE 'account:%' GROUP BY who`)
+	if err != nil {
+		return nil, fmt.Errorf("last logins: %w", err)
+	}
+	last := map[string]time.Time{}
+	var name string
+	var at time.Time
+	_, err = pgx.ForEachRow(rows, []any{&name, &at}, func() error { last[name] = at; return nil })
+	if err != nil {
+		return nil, fmt.Errorf("last logins: %w", err)
+	}
+	return last, nil
 }
 
 // DisableAccount disables an account and revokes its keys; its sessions end at their next request.
@@ -156,8 +200,11 @@ type APIKey struct {
 	CreatedAt time.Time  `json:"created_at"`
 	CreatedBy string     `json:"created_by"`
 	RevokedAt *time.Time `json:"revoked_at"`
+	RevokedBy *string    `json:"revoked_by"`
 	LastUsed  *time.Time `json:"last_used"`
 }
+
+const keyColumns = `prefix, account, created_at, created_by, revoked_at, revoked_by, last_used`
 
 // Actor names a key in what it does: "key:" its prefix, "@" its account.
 func (k APIKey) Actor() string { return "key:" + k.Prefix + "@" + k.Account }
@@ -176,7 +223,7 @@ func (s *Store) AddAPIKey(ctx context.Context, account, by string) (string, APIK
 	key := APIKeyPrefix + token
 	rows, err := s.pool.Query(ctx, `INSERT INTO api_keys (id_sha256, prefix, account, created_by)
 		SELECT $1, $2, name, $3 FROM accounts WHERE name = $4 AND disabled_at IS NULL
-		RETURNING prefix, account, created_at, created_by, revoked_at, last_used`, id, key[:len(APIKeyPrefix)+8], by, account)
+		RETURNING `+keyColumns, id, key[:len(APIKeyPrefix)+8], by, account)
 	if err != nil {
 		return "", APIKey{}, fmt.Errorf("add key for %s: %w", account, err)
 	}
@@ -199,10 +246,10 @@ func (s *Store) AccountByKey(ctx context.Context, key string) (Account, APIKey, 
 	var a Account
 	err := s.pool.QueryRow(ctx, `UPDATE api_keys k SET last_used = now() FROM accounts a
 		WHERE k.id_sha256 = $1 AND k.revoked_at IS NULL AND a.name = k.account AND a.disabled_at IS NULL
-		RETURNING k.prefix, k.account, k.created_at, k.created_by, k.revoked_at, k.last_used,
-		          a.name, a.role, a.password_hash IS NOT NULL, a.created_at, a.created_by, a.disabled_at`, id).
-		Scan(&k.Prefix, &k.Account, &k.CreatedAt, &k.CreatedBy, &k.RevokedAt, &k.LastUsed,
-			&a.Name, &a.Role, &a.HasPass, &a.CreatedAt, &a.CreatedBy, &a.DisabledAt)
+		RETURNING k.prefix, k.account, k.created_at, k.created_by, k.revoked_at, k.revoked_by, k.last_used,
+		          a.name, a.role, a.password_hash IS NOT NULL, a.created_at, a.created_by, a.disabled_at, a.disabled_by`, id).
+		Scan(&k.Prefix, &k.Account, &k.CreatedAt, &k.CreatedBy, &k.RevokedAt, &k.RevokedBy, &k.LastUsed,
+			&a.Name, &a.Role, &a.HasPass, &a.CreatedAt, &a.CreatedBy, &a.DisabledAt, &a.DisabledBy)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return Account{}, APIKey{}, ErrNoAccount
 	}
@@ -214,7 +261,7 @@ func (s *Store) AccountByKey(ctx context.Context, key string) (Account, APIKey, 
 
 // APIKeys lists an account's keys ("" lists every account's).
 func (s *Store) APIKeys(ctx context.Context, account string) ([]APIKey, error) {
-	rows, err := s.pool.Query(ctx, `SELECT prefix, account, created_at, created_by, revoked_at, last_used FROM api_keys
+	rows, err := s.pool.Query(ctx, `SELECT `+keyColumns+` FROM api_keys
 		WHERE $1 = '' OR account = $1 ORDER BY account, created_at`, account)
 	if err != nil {
 		return nil, fmt.Errorf("list keys: %w", err)
@@ -222,14 +269,19 @@ func (s *Store) APIKeys(ctx context.Context, account string) ([]APIKey, error) {
 	return pgx.CollectRows(rows, pgx.RowToStructByPos[APIKey])
 }
 
-// RevokeAPIKey revokes the key with this prefix; ErrNoAccount when no live key has it.
-func (s *Store) RevokeAPIKey(ctx context.Context, prefix, by string) error {
-	tag, err := s.pool.Exec(ctx, `UPDATE api_keys SET revoked_at = now(), revoked_by = $2 WHERE prefix = $1 AND revoked_at IS NULL`, prefix, by)
+// RevokeAPIKey revokes the key with this prefix and returns it; ErrNoAccount when no live key has it.
+func (s *Store) RevokeAPIKey(ctx context.Context, prefix, by string) (APIKey, error) {
+	rows, err := s.pool.Query(ctx, `UPDATE api_keys SET revoked_at = now(), revoked_by = $2 WHERE prefix = $1 AND revoked_at IS NULL
+		RETURNING `+keyColumns, prefix, by)
 	if err != nil {
-		return fmt.Errorf("revoke key %s: %w", prefix, err)
+		return APIKey{}, fmt.Errorf("revoke key %s: %w", prefix, err)
 	}
-	if tag.RowsAffected() == 0 {
-		return ErrNoAccount
+	k, err := pgx.CollectExactlyOneRow(rows, pgx.RowToStructByPos[APIKey])
+	if errors.Is(err, pgx.ErrNoRows) {
+		return APIKey{}, ErrNoAccount
 	}
-	return nil
+	if err != nil {
+		return APIKey{}, fmt.Errorf("revoke key %s: %w", prefix, err)
+	}
+	return k, nil
 }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 )
@@ -22,8 +23,9 @@ func TestAccountsAndKeys(t *testing.T) {
 	for name, tc := range map[string][3]string{
 		"bad name": {"Alice", audit.RoleViewer, ""}, "bad role": {"bob", "root", ""}, "short password": {"bob", audit.RoleViewer, "short"},
 	} {
-		if _, err := s.AddAccount(ctx, tc[0], tc[1], tc[2], "t"); err == nil {
-			t.Errorf("%s: accepted", name)
+		var bad *audit.InvalidError
+		if _, err := s.AddAccount(ctx, tc[0], tc[1], tc[2], "t"); !errors.As(err, &bad) {
+			t.Errorf("%s: %v, want an InvalidError", name, err)
 		}
 	}
 	if got, err := s.CheckPassword(ctx, "alice", "correct horse battery"); err != nil || got.Name != "alice" {
@@ -51,8 +53,11 @@ func TestAccountsAndKeys(t *testing.T) {
 		}
 	}
 	key2, k2, _ := s.AddAPIKey(ctx, "alice", "account:alice")
-	if err := s.RevokeAPIKey(ctx, k2.Prefix, "account:admin"); err != nil {
-		t.Fatal(err)
+	if rk, err := s.RevokeAPIKey(ctx, k2.Prefix, "account:admin"); err != nil || rk.RevokedAt == nil || rk.RevokedBy == nil || *rk.RevokedBy != "account:admin" {
+		t.Fatalf("revoke: %+v %v", rk, err)
+	}
+	if _, err := s.RevokeAPIKey(ctx, k2.Prefix, "account:admin"); !errors.Is(err, audit.ErrNoAccount) {
+		t.Fatalf("revoking twice: %v", err)
 	}
 	if _, _, err := s.AccountByKey(ctx, key2); !errors.Is(err, audit.ErrNoAccount) {
 		t.Fatalf("revoked key still works: %v", err)
@@ -61,8 +66,20 @@ func TestAccountsAndKeys(t *testing.T) {
 		t.Fatalf("keys %+v", ks)
 	}
 
+	if _, _, err := s.CreateSession(ctx, "account:alice", "127.0.0.1", time.Hour); err != nil {
+		t.Fatal(err)
+	}
+	if as, err := s.Accounts(ctx); err != nil || len(as) != 1 || as[0].LastLogin == nil || time.Since(*as[0].LastLogin) > time.Minute {
+		t.Fatalf("accounts with their last login: %+v %v", as, err)
+	}
 	if err := s.DisableAccount(ctx, "alice", "account:admin"); err != nil {
 		t.Fatal(err)
+	}
+	if a, err := s.Account(ctx, "alice"); err != nil || a.DisabledAt == nil || a.DisabledBy == nil || *a.DisabledBy != "account:admin" {
+		t.Fatalf("disabled account: %+v %v", a, err)
+	}
+	if ks, _ := s.APIKeys(ctx, "alice"); ks[0].RevokedBy == nil || *ks[0].RevokedBy != "account:admin" {
+		t.Fatalf("keys of a disabled account: %+v", ks)
 	}
 	if _, err := s.CheckPassword(ctx, "alice", "correct horse battery"); !errors.Is(err, audit.ErrNoAccount) {
 		t.Fatalf("a disabled account logs in: %v", err)
