@@ -53,6 +53,22 @@ func funcs(o Options) template.FuncMap {
 		"label":     func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "_", "-") },
 		"roles":     func() []string { return []string{audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin} },
 		"liveKeys":  liveKeys,
+		"window":    window,
+	}
+}
+
+// window names a duration of whole hours the way people say it: 1 hour, 24 hours, 7 days.
+func window(s string) string {
+	d, err := time.ParseDuration(s)
+	switch {
+	case err != nil || d%time.Hour != 0:
+		return s
+	case d%(24*time.Hour) == 0 && d > 24*time.Hour:
+		return fmt.Sprintf("%d days", d/(24*time.Hour))
+	case d == time.Hour:
+		return "hour"
+	default:
+		return fmt.Sprintf("%d hours", d/time.Hour)
 	}
 }
 

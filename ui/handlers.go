@@ -17,6 +17,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/metrics"
+	"github.com/kafkasync/kafkasync/internal/reconcile"
 )
 
 type handlers struct{ o Options }
@@ -319,24 +320,59 @@ func (h *handlers) dlqPage(c echo.Context) error {
 	return c.Render(http.StatusOK, "dlq.html", d)
 }
 
-// apiReconcile reconciles the window ?since= (a duration back from now, default 24h, at most 31 days).
-func (h *handlers) apiReconcile(c echo.Context) error {
+// reconcileWindow is the window ?since= names: a duration back from now, default 24h, at most 31 days.
+func (h *handlers) reconcileWindow(c echo.Context) (time.Duration, error) {
 	if h.o.Reconcile == nil {
-		return echo.NewHTTPError(http.StatusNotImplemented, "reconciliation is not available: no S3 client")
+		return 0, echo.NewHTTPError(http.StatusNotImplemented, "reconciliation is not available: no S3 client")
 	}
-	window := 24 * time.Hour
-	if s := c.QueryParam("since"); s != "" {
-		d, err := time.ParseDuration(s)
-		if err != nil || d <= 0 || d > 31*24*time.Hour {
-			return echo.NewHTTPError(http.StatusBadRequest, "since: a duration such as 24h, at most 744h")
-		}
-		window = d
+	s := c.QueryParam("since")
+	if s == "" {
+		return 24 * time.Hour, nil
+	}
+	d, err := time.ParseDuration(s)
+	if err != nil || d <= 0 || d > 31*24*time.Hour {
+		return 0, echo.NewHTTPError(http.StatusBadRequest, "since: a duration such as 24h, at most 744h")
+	}
+	return d, nil
+}
+
+func (h *handlers) reconcile(c echo.Context) (reconcile.Report, time.Duration, error) {
+	window, err := h.reconcileWindow(c)
+	if err != nil {
+		return reconcile.Report{}, 0, err
 	}
 	r, err := h.o.Reconcile(c.Request().Context(), h.o.Now().Add(-window))
 	if err != nil {
-		return echo.NewHTTPError(http.StatusBadGateway, "reconcile failed").SetInternal(err)
+		return r, 0, echo.NewHTTPError(http.StatusBadGateway, "reconcile failed").SetInternal(err)
+	}
+	return r, window, nil
+}
+
+func (h *handlers) apiReconcile(c echo.Context) error {
+	r, _, err := h.reconcile(c)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, r)
+}
+
+// reconcilePage shows the ledger of the window, its totals, and every difference with a link.
+func (h *handlers) reconcilePage(c echo.Context) error {
+	r, window, err := h.reconcile(c)
+	if err != nil {
+		return err
+	}
+	total := reconcile.Line{Topic: "all"}
+	for _, l := range r.Ledger {
+		total.Consumed += l.Consumed
+		total.Archived += l.Archived
+		total.DeadLettered += l.DeadLettered
+		total.InFlight += l.InFlight
+		total.Redelivered += l.Redelivered
+		total.Differing += l.Differing
+	}
+	return c.Render(http.StatusOK, "reconcile.html", map[string]any{"Report": r, "Total": total, "Window": window.String(),
+		"Windows": []string{"1h0m0s", "24h0m0s", "168h0m0s", "744h0m0s"}})
 }
 
 func (h *handlers) apiDLQ(c echo.Context) error {

@@ -110,7 +110,11 @@ func TestReconcileAPI(t *testing.T) {
 	var gotSince time.Time
 	srv := f.server(t, ui.Options{APIKey: apiKey, Reconcile: func(_ context.Context, since time.Time) (reconcile.Report, error) {
 		gotSince = since
-		return reconcile.Report{Since: since, Checked: 3, Differences: []reconcile.Difference{{Kind: reconcile.ObjectMissing, JobID: "j"}}}, nil
+		p, off := int32(1), int64(7)
+		return reconcile.Report{Since: since, Checked: 3,
+			Ledger: []reconcile.Line{{Topic: "jobs", Source: "north", Consumed: 5, Archived: 3, DeadLettered: 1, Differing: 1}},
+			Differences: []reconcile.Difference{{Kind: reconcile.ObjectMissing, JobID: "j", Bucket: "b", Key: "in/j.bin"},
+				{Kind: reconcile.MessageWithoutWorkflow, JobID: "m", Topic: "jobs", Partition: &p, Offset: &off, Detail: "nothing started"}}}, nil
 	}})
 	if code, _, _ := do(t, nil, "GET", srv.URL+"/api/v1/reconcile", "", nil); code != 401 {
 		t.Fatalf("without a key: %d", code)
@@ -126,5 +130,16 @@ func TestReconcileAPI(t *testing.T) {
 	}
 	if d := time.Since(gotSince); d < 2*time.Hour || d > 2*time.Hour+time.Minute {
 		t.Fatalf("window started %s ago, want 2h", d)
+	}
+	// The page: the ledger with its totals, each difference linked to its job, object or message.
+	code, body, _ = do(t, nil, "GET", srv.URL+"/reconcile?since=1h", apiKey, nil)
+	for _, want := range []string{`2 differences`, `<td>north</td><td>5</td><td>3</td><td>1</td>`, `href="/jobs/j"`,
+		`href="/archive?bucket=b&amp;prefix=in%2fj.bin"`, `jobs/1@7`, `nothing started`, `value="1h0m0s" selected`} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Fatalf("reconcile page: %d, no %q in\n%s", code, want, body)
+		}
+	}
+	if code, _, _ := do(t, nil, "GET", srv.URL+"/reconcile?since=soon", apiKey, nil); code != 400 {
+		t.Fatalf("page with since=soon: %d", code)
 	}
 }

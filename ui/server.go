@@ -201,6 +201,7 @@ func New(o Options) *echo.Echo {
 	r.GET("/jobs/:id", h.jobPage)
 	r.GET("/jobs/:id/live", h.jobLive)
 	r.GET("/dlq", h.dlqPage)
+	r.GET("/reconcile", h.reconcilePage)
 	w := e.Group("", a.require(audit.RoleOperator))
 	w.POST("/dlq/:partition/:offset/replay", h.dlqActionForm(audit.DLQReplayed))
 	w.POST("/dlq/:partition/:offset/discard", h.dlqActionForm(audit.DLQDiscarded))

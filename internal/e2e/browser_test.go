@@ -14,6 +14,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/chromedp/chromedp"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
@@ -21,6 +23,8 @@ import (
 	"github.com/kafkasync/kafkasync/internal/dlq"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/metrics"
+	"github.com/kafkasync/kafkasync/internal/reconcile"
+	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/ui"
 )
@@ -75,6 +79,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer kc.Close()
+	s3c, err := s3client.New(cfg.S3)
+	if err != nil {
+		t.Fatal(err)
+	}
 	idx := &kafkaops.Indexer{Kafka: kc, Store: p.store, Topic: cfg.Kafka.DLQTopic, Logger: env.Logger(t)}
 	go idx.Run(ctx, 300*time.Millisecond)
 	srv := httptest.NewServer(ui.New(ui.Options{
@@ -83,6 +91,10 @@ func TestDashboardInBrowser(t *testing.T) {
 		Progress: ui.TemporalProgress(p.client),
 		Lag:      func() (kafkaops.Lag, error) { return kc.ConsumerLag(cfg.Kafka.JobsTopic, cfg.Kafka.Group) },
 		Metrics:  metrics.Handler(),
+		Reconcile: func(ctx context.Context, since time.Time) (reconcile.Report, error) {
+			return reconcile.Check(ctx, reconcile.Options{Store: p.store, S3: s3c, Policy: cfg.JobPolicy(),
+				Messages: reconcile.FromKafka(kc, cfg.Kafka.JobsTopic, cfg.Kafka.Group), Running: reconcile.FromTemporal(p.client)}, since)
+		},
 	}))
 	defer srv.Close()
 	shots := screenshotDir(t)
@@ -244,6 +256,26 @@ func TestDashboardInBrowser(t *testing.T) {
 	if v := metricValue(string(body), `kafkasync_bytes_total{step="download"}`); v < 48<<20 {
 		t.Errorf("download bytes counter %.0f, want at least %d", v, 48<<20)
 	}
+
+	// 5. The ledger balances: the large file archived, the evil one dead-lettered and its replay a
+	// redelivery. Then its object is deleted behind kafkasync's back, and the page says so.
+	waitStatus(t, ctx, p.store, "evil", audit.StatusDeadLettered)
+	step("reconcile", chromedp.Navigate(srv.URL+"/reconcile?since=1h0m0s"), chromedp.WaitVisible(chromedp.CSS("#ledger-total")))
+	if got := text("#verdict"); !strings.Contains(got, "balanced") {
+		t.Fatalf("reconcile verdict %q; ledger %q; differences %q", got, text("#ledger"), text("#differences"))
+	}
+	if got := text("#ledger-total"); !strings.Contains(got, "all\t\t3\t1\t1\t0\t1\t0") {
+		t.Fatalf("ledger totals %q, want 3 consumed: 1 archived, 1 dead-lettered, 1 redelivered", got)
+	}
+	shot("reconcile.png")
+	if _, err := s3c.DeleteObject(ctx, &s3.DeleteObjectInput{Bucket: aws.String(cfg.S3.Bucket), Key: aws.String("big/large.bin")}); err != nil {
+		t.Fatal(err)
+	}
+	step("reconcile again", chromedp.Navigate(srv.URL+"/reconcile?since=1h0m0s"), chromedp.WaitVisible(chromedp.CSS("tr.difference")))
+	if got := text("#differences tbody"); !strings.Contains(got, "object_missing") || !strings.Contains(got, "large") {
+		t.Fatalf("differences %q", got)
+	}
+	shot("reconcile-difference.png")
 }
 
 // metricValue reads one sample from the Prometheus text format.
