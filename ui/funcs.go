@@ -51,6 +51,9 @@ func funcs(o Options) template.FuncMap {
 		"dlqStates": func() []string { return []string{audit.DLQOpen, audit.DLQReplayed, audit.DLQDiscarded} },
 		"final":     terminal,
 		"label":     func(s string) string { return strings.ReplaceAll(strings.ToLower(s), "_", "-") },
+		"objectURL": func(bucket, key string) string {
+			return "/api/v1/objects/content?" + url.Values{"bucket": {bucket}, "key": {key}}.Encode()
+		},
 	}
 }
 

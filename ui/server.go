@@ -1,6 +1,7 @@
 // Package ui is the Echo dashboard: server-rendered pages over the audit tables (overview, jobs, job
-// detail with live download progress, the dead-letter queue), links into the Temporal Web UI, and a
-// JSON API under /api/v1 described by /api/v1/openapi.json. Templates and assets are embedded.
+// detail with live download progress, the dead-letter queue, the archive's objects), links into the
+// Temporal Web UI, and a JSON API under /api/v1 described by /api/v1/openapi.json. Templates and
+// assets are embedded.
 package ui
 
 import (
@@ -20,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/time/rate"
 
+	"github.com/kafkasync/kafkasync/internal/archive"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/reconcile"
@@ -46,6 +48,7 @@ type Store interface {
 	ResolveDeadLetter(ctx context.Context, topic string, partition int32, offset int64, action, actor string, publish audit.Publish) (audit.DeadLetter, error)
 	Sessions
 	Accounts
+	archive.Store
 }
 
 // Options configures the dashboard.
@@ -82,6 +85,8 @@ type Options struct {
 	Reconcile func(ctx context.Context, since time.Time) (reconcile.Report, error)
 	// Sources names the SFTP sources, for the jobs filter (nil: no source filter offered).
 	Sources []string
+	// Archive offers the objects of the buckets: browsed, fetched, deleted (nil: not offered).
+	Archive *ArchiveOptions
 }
 
 // SubmitResult is where a submitted job message went.
@@ -92,12 +97,16 @@ type SubmitResult struct {
 	Offset     int64  `json:"offset"`
 }
 
-type renderer struct{ t *template.Template }
+type renderer struct {
+	t       *template.Template
+	archive bool
+}
 
 func (r renderer) Render(w io.Writer, name string, data any, c echo.Context) error {
 	v, authed := callerFrom(c)
 	return r.t.ExecuteTemplate(w, name, page{Data: data, CSRF: csrfToken(c), Authed: authed, Who: v.actor, Role: v.role,
-		CanOperate: authed && audit.RoleAllows(v.role, audit.RoleOperator), Path: c.Request().URL.Path})
+		CanOperate: authed && audit.RoleAllows(v.role, audit.RoleOperator), CanAdmin: authed && audit.RoleAllows(v.role, audit.RoleAdmin),
+		Archive: r.archive, Path: c.Request().URL.Path})
 }
 
 // page wraps every template's data with what the layout needs.
@@ -105,10 +114,13 @@ type page struct {
 	Data   any
 	CSRF   string
 	Authed bool
-	// Who and Role are the caller's; CanOperate: the role may submit, replay and discard.
-	Who, Role  string
-	CanOperate bool
-	Path       string
+	// Who and Role are the caller's; CanOperate: the role may submit, replay and discard;
+	// CanAdmin: it may also delete objects.
+	Who, Role            string
+	CanOperate, CanAdmin bool
+	// Archive: the archive pages are offered.
+	Archive bool
+	Path    string
 }
 
 // New builds the dashboard's Echo server.
@@ -124,7 +136,7 @@ func New(o Options) *echo.Echo {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.Renderer = renderer{t: template.Must(template.New("").Funcs(funcs(o)).ParseFS(templates, "templates/*.html"))}
+	e.Renderer = renderer{t: template.Must(template.New("").Funcs(funcs(o)).ParseFS(templates, "templates/*.html")), archive: o.Archive != nil}
 	e.HTTPErrorHandler = errorHandler(e, o.Logger)
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.Use(middleware.Recover())
@@ -197,9 +209,11 @@ func New(o Options) *echo.Echo {
 	r.GET("/jobs/:id", h.jobPage)
 	r.GET("/jobs/:id/live", h.jobLive)
 	r.GET("/dlq", h.dlqPage)
+	r.GET("/archive", h.archivePage)
 	w := e.Group("", a.require(audit.RoleOperator))
 	w.POST("/dlq/:partition/:offset/replay", h.dlqActionForm(audit.DLQReplayed))
 	w.POST("/dlq/:partition/:offset/discard", h.dlqActionForm(audit.DLQDiscarded))
+	e.POST("/archive/delete", h.archiveDeleteForm, a.require(audit.RoleAdmin))
 
 	api := e.Group("/api/v1")
 	api.GET("/openapi.json", func(c echo.Context) error { return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openapi) })
@@ -210,10 +224,13 @@ func New(o Options) *echo.Echo {
 	ar.GET("/jobs/:id/progress", h.apiProgress)
 	ar.GET("/dlq", h.apiDLQ)
 	ar.GET("/reconcile", h.apiReconcile)
+	ar.GET("/objects", h.apiObjects)
+	ar.GET("/objects/content", h.objectContent)
 	aw := api.Group("", a.require(audit.RoleOperator))
 	aw.POST("/jobs", h.apiSubmit)
 	aw.POST("/dlq/:partition/:offset/replay", h.apiDLQAction(audit.DLQReplayed))
 	aw.POST("/dlq/:partition/:offset/discard", h.apiDLQAction(audit.DLQDiscarded))
+	api.DELETE("/objects", h.apiDeleteObject, a.require(audit.RoleAdmin))
 	return e
 }
 
