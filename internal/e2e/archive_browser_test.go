@@ -61,6 +61,8 @@ func TestArchiveInBrowser(t *testing.T) {
 	}
 
 	shots := screenshotDir(t)
+	// Made before the browser starts, so that it is removed only after the browser has stopped.
+	downloads := t.TempDir()
 	b := chromium(t)
 	shot := func(name string) {
 		t.Helper()
@@ -110,7 +112,6 @@ func TestArchiveInBrowser(t *testing.T) {
 	shot("archive-viewer.png")
 
 	// Download through the page: the file the browser saves has the job's MD5.
-	downloads := t.TempDir()
 	step("download", chromedp.Func(func(ctx context.Context, _ *chromedp.Target) error {
 		_, err := chromedp.CallBrowser(ctx, browser.SetDownloadBehavior, browser.SetDownloadBehaviorParams{
 			Behavior: browser.SetDownloadBehaviorBehaviorAllow, DownloadPath: downloads})
