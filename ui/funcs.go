@@ -54,6 +54,9 @@ func funcs(o Options) template.FuncMap {
 		"roles":     func() []string { return []string{audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin} },
 		"liveKeys":  liveKeys,
 		"window":    window,
+		"objectURL": func(bucket, key string) string {
+			return "/api/v1/objects/content?" + url.Values{"bucket": {bucket}, "key": {key}}.Encode()
+		},
 	}
 }
 

@@ -1,7 +1,7 @@
 // Package ui is the Echo dashboard: server-rendered pages over the audit tables (overview, jobs, job
-// detail with live download progress, the dead-letter queue, and for admins the accounts and their
-// API keys), links into the Temporal Web UI, and a JSON API under /api/v1 described by
-// /api/v1/openapi.json. Templates and assets are embedded.
+// detail with live download progress, the dead-letter queue, the archive's objects, the ledger,
+// and for admins the accounts and their API keys), links into the Temporal Web UI, and a JSON API
+// under /api/v1 described by /api/v1/openapi.json. Templates and assets are embedded.
 package ui
 
 import (
@@ -21,6 +21,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"golang.org/x/time/rate"
 
+	"github.com/kafkasync/kafkasync/internal/archive"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/reconcile"
@@ -48,6 +49,7 @@ type Store interface {
 	Sessions
 	Accounts
 	AccountAdmin
+	archive.Store
 }
 
 // Options configures the dashboard.
@@ -84,6 +86,8 @@ type Options struct {
 	Reconcile func(ctx context.Context, since time.Time) (reconcile.Report, error)
 	// Sources names the SFTP sources, for the jobs filter (nil: no source filter offered).
 	Sources []string
+	// Archive offers the objects of the buckets: browsed, fetched, deleted (nil: not offered).
+	Archive *ArchiveOptions
 }
 
 // SubmitResult is where a submitted job message went.
@@ -94,13 +98,16 @@ type SubmitResult struct {
 	Offset     int64  `json:"offset"`
 }
 
-type renderer struct{ t *template.Template }
+type renderer struct {
+	t       *template.Template
+	archive bool
+}
 
 func (r renderer) Render(w io.Writer, name string, data any, c echo.Context) error {
 	v, authed := callerFrom(c)
 	return r.t.ExecuteTemplate(w, name, page{Data: data, CSRF: csrfToken(c), Authed: authed, Who: v.actor, Role: v.role,
 		CanOperate: authed && audit.RoleAllows(v.role, audit.RoleOperator), CanAdmin: authed && audit.RoleAllows(v.role, audit.RoleAdmin),
-		Path: c.Request().URL.Path})
+		Archive: r.archive, Path: c.Request().URL.Path})
 }
 
 // page wraps every template's data with what the layout needs.
@@ -109,10 +116,12 @@ type page struct {
 	CSRF   string
 	Authed bool
 	// Who and Role are the caller's; CanOperate: the role may submit, replay and discard; CanAdmin:
-	// it may also manage accounts and keys.
+	// it may also delete objects and manage accounts and keys.
 	Who, Role            string
 	CanOperate, CanAdmin bool
-	Path                 string
+	// Archive: the archive pages are offered.
+	Archive bool
+	Path    string
 }
 
 // New builds the dashboard's Echo server.
@@ -128,7 +137,7 @@ func New(o Options) *echo.Echo {
 	}
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
-	e.Renderer = renderer{t: template.Must(template.New("").Funcs(funcs(o)).ParseFS(templates, "templates/*.html"))}
+	e.Renderer = renderer{t: template.Must(template.New("").Funcs(funcs(o)).ParseFS(templates, "templates/*.html")), archive: o.Archive != nil}
 	e.HTTPErrorHandler = errorHandler(e, o.Logger)
 	e.IPExtractor = echo.ExtractIPDirect()
 	e.Use(middleware.Recover())
@@ -202,10 +211,12 @@ func New(o Options) *echo.Echo {
 	r.GET("/jobs/:id/live", h.jobLive)
 	r.GET("/dlq", h.dlqPage)
 	r.GET("/reconcile", h.reconcilePage)
+	r.GET("/archive", h.archivePage)
 	w := e.Group("", a.require(audit.RoleOperator))
 	w.POST("/dlq/:partition/:offset/replay", h.dlqActionForm(audit.DLQReplayed))
 	w.POST("/dlq/:partition/:offset/discard", h.dlqActionForm(audit.DLQDiscarded))
 	ad := e.Group("", a.require(audit.RoleAdmin))
+	ad.POST("/archive/delete", h.archiveDeleteForm)
 	ad.GET("/accounts", h.accountsPage)
 	ad.POST("/accounts", h.addAccountForm)
 	ad.GET("/accounts/:name/disable", h.disableAccountPage)
@@ -222,6 +233,8 @@ func New(o Options) *echo.Echo {
 	ar.GET("/jobs/:id/progress", h.apiProgress)
 	ar.GET("/dlq", h.apiDLQ)
 	ar.GET("/reconcile", h.apiReconcile)
+	ar.GET("/objects", h.apiObjects)
+	ar.GET("/objects/content", h.objectContent)
 	aw := api.Group("", a.require(audit.RoleOperator))
 	aw.POST("/jobs", h.apiSubmit)
 	aw.POST("/dlq/:partition/:offset/replay", h.apiDLQAction(audit.DLQReplayed))
@@ -232,6 +245,7 @@ func New(o Options) *echo.Echo {
 	aa.POST("/accounts/:name/disable", h.apiDisableAccount)
 	aa.POST("/accounts/:name/keys", h.apiAddKey)
 	aa.POST("/keys/:prefix/revoke", h.apiRevokeKey)
+	aa.DELETE("/objects", h.apiDeleteObject)
 	return e
 }
 

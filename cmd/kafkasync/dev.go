@@ -145,6 +145,7 @@ kafkasync dev is up. Where to look:
   metrics           %s/metrics
   Temporal Web UI   %s
   S3 bucket         s3://%s at %s (objects as files under %s)
+  archive           %s/archive; or KAFKASYNC_API_KEY=<DASHBOARD_API_KEY> kafkasync archive ls --url %s
   audit table       psql '%s' -c 'SELECT job_id, status, size_bytes, bytes_per_sec FROM jobs'
   SFTP server       sftp -P %d -i %s -o UserKnownHostsFile=%s %s@127.0.0.1  (serves %s)
   drop a file       copy it into %s: it is archived with no command (watched every 2 s,
@@ -153,7 +154,7 @@ kafkasync dev is up. Where to look:
   endpoints         %s
 Ctrl-C stops everything.
 `, kafkaBanner(st.Kafka), temporalBanner(st.Temporal, st.Postgres), cfg.UI.PublicURL, adminPassword, cfg.UI.PublicURL, st.Temporal.UIURL, cfg.S3.Bucket, st.S3.Endpoint, filepath.Join(st.S3.Dir, cfg.S3.Bucket),
-		st.Postgres.DSN, portOf(st.SFTP.Addr), st.SFTP.KeyFile, st.SFTP.KnownHosts, st.SFTP.User, st.SFTP.Root,
+		cfg.UI.PublicURL, cfg.UI.PublicURL, st.Postgres.DSN, portOf(st.SFTP.Addr), st.SFTP.KeyFile, st.SFTP.KnownHosts, st.SFTP.User, st.SFTP.Root,
 		inbox, st.SFTP.Root, envFile)
 
 	if demo {

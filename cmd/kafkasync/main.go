@@ -85,7 +85,7 @@ Start here:  kafkasync dev --demo     (every server on loopback, sample jobs, Ct
 	root.PersistentFlags().StringVarP(&a.configFile, "config", "c", "", "TOML config file (default $KAFKASYNC_CONFIG)")
 	root.PersistentFlags().StringVar(&a.logLevel, "log-level", "info", "log level: debug, info, warn, error")
 	root.PersistentFlags().StringVar(&a.logFormat, "log-format", "", "log format: text or json (default: json for worker, bridge, watch and ui, text otherwise)")
-	root.AddCommand(a.devCmd(), a.workerCmd(), a.bridgeCmd(), a.watchCmd(), a.uiCmd(), a.submitCmd(), a.statusCmd(), a.setupTemporalCmd(), a.migrateCmd(), a.healthcheckCmd(), a.configCmd(), a.userCmd(), a.reconcileCmd())
+	root.AddCommand(a.devCmd(), a.workerCmd(), a.bridgeCmd(), a.watchCmd(), a.uiCmd(), a.submitCmd(), a.statusCmd(), a.setupTemporalCmd(), a.migrateCmd(), a.healthcheckCmd(), a.configCmd(), a.userCmd(), a.reconcileCmd(), a.archiveCmd())
 	return root
 }
 

@@ -13,6 +13,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
 
+	"github.com/kafkasync/kafkasync/internal/archive"
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/httpserver"
@@ -134,7 +135,7 @@ func (a *app) serveBridge(ctx context.Context, cfg config.Config, c client.Clien
 func (a *app) uiCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "ui",
-		Short: "Serve the dashboard: jobs, their steps, links to the Temporal Web UI",
+		Short: "Serve the dashboard: jobs, their steps, the archive's objects, links to the Temporal Web UI",
 		Args:  cobra.NoArgs,
 		RunE:  func(cmd *cobra.Command, _ []string) error { return a.runUI(cmd.Context(), a.cfg) },
 	}
@@ -187,6 +188,7 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 		},
 		Metrics:   metrics.Handler(),
 		Reconcile: check,
+		Archive:   &ui.ArchiveOptions{S3: s3c, Buckets: archive.Buckets(cfg), Presign: cfg.UI.Presign},
 	})
 	idx := &kafkaops.Indexer{Kafka: kc, Store: store, Topic: cfg.Kafka.DLQTopic, Logger: a.log}
 	srv := httpserver.New(cfg.UI.Listen, e)

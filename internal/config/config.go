@@ -181,6 +181,10 @@ type UI struct {
 	// ReconcileEvery is how often the dashboard reconciles the last day's jobs against the bucket,
 	// for the kafkasync_reconcile_differences gauge; 0: never.
 	ReconcileEvery Duration `toml:"reconcile_every" env:"RECONCILE_EVERY"`
+	// Presign answers an archive download with a redirect to a presigned S3 URL (valid 5 minutes)
+	// instead of streaming the bytes through the dashboard: the browser must reach S3 itself, and
+	// the dashboard no longer checks the bytes' MD5 on the way.
+	Presign bool `toml:"presign" env:"PRESIGN"`
 }
 
 // Metrics says where the worker, the bridge and the watcher serve Prometheus metrics (the dashboard
