@@ -24,7 +24,7 @@ import (
 )
 
 // The archive in a browser: a viewer browses the archived files and downloads one (its bytes are
-// the job's), with no delete offered; an admin deletes one after typing its key on the
+// the job's), with no delete offered, nor to an operator; an admin deletes one after typing its key on the
 // confirmation page, and the listing then says who deleted it.
 func TestArchiveInBrowser(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
@@ -54,7 +54,7 @@ func TestArchiveInBrowser(t *testing.T) {
 	srv := httptest.NewServer(ui.New(ui.Options{Store: p.store, Logger: env.Logger(t), APIKey: dashboardKey, DLQTopic: cfg.Kafka.DLQTopic,
 		Archive: &ui.ArchiveOptions{S3: s3c, Buckets: archive.Buckets(cfg)}}))
 	defer srv.Close()
-	for _, a := range []struct{ name, role string }{{"vera", audit.RoleViewer}, {"ada", audit.RoleAdmin}} {
+	for _, a := range []struct{ name, role string }{{"vera", audit.RoleViewer}, {"otto", audit.RoleOperator}, {"ada", audit.RoleAdmin}} {
 		if _, err := p.store.AddAccount(ctx, a.name, a.role, a.name+"'s long password", "test"); err != nil {
 			t.Fatal(err)
 		}
@@ -121,6 +121,15 @@ func TestArchiveInBrowser(t *testing.T) {
 	if got := waitFile(t, ctx, file); got != *jobs[0].MD5Actual {
 		t.Fatalf("downloaded %s has md5 %s, the job's is %s", file, got, *jobs[0].MD5Actual)
 	}
+	step("log out", chromedp.Click(chromedp.CSS("header form button")), chromedp.WaitVisible(chromedp.CSS(`a[href^="/login"]`)))
+
+	// An operator: downloads too, and still no delete (that needs an admin), nor accounts.
+	login("otto")
+	if count("a.download") != 2 || count("button.delete") != 0 || count("#role-note") != 1 || count("#nav-accounts") != 0 {
+		t.Fatalf("the operator's archive page: %d downloads, %d delete buttons, %d role notes, %d accounts links",
+			count("a.download"), count("button.delete"), count("#role-note"), count("#nav-accounts"))
+	}
+	shot("archive-operator.png")
 	step("log out", chromedp.Click(chromedp.CSS("header form button")), chromedp.WaitVisible(chromedp.CSS(`a[href^="/login"]`)))
 
 	// An admin: delete, confirm by typing the key, see who deleted it.

@@ -197,12 +197,25 @@ func TestDashboardInBrowser(t *testing.T) {
 	}
 	shot("dlq-viewer.png")
 	step("log out", chromedp.Click(chromedp.CSS("header form button")), chromedp.WaitVisible(chromedp.CSS(`a[href^="/login"]`)))
-	step("log in with the API key", chromedp.Navigate(srv.URL+"/login?next=/dlq"), chromedp.WaitVisible(chromedp.CSS("#key")),
-		chromedp.SendKeys(chromedp.CSS("#key"), dashboardKey), chromedp.Click(chromedp.CSS("#login")),
-		chromedp.WaitVisible(chromedp.CSS(row+" button.replay")))
+	// An operator may replay and discard, and has no accounts page.
+	if _, err := p.store.AddAccount(ctx, "olga", audit.RoleOperator, "olga's long password", "test"); err != nil {
+		t.Fatal(err)
+	}
+	step("log in as an operator", chromedp.Navigate(srv.URL+"/login?next=/dlq"), chromedp.WaitVisible(chromedp.CSS("#user")),
+		chromedp.SendKeys(chromedp.CSS("#user"), "olga"), chromedp.SendKeys(chromedp.CSS("#password"), "olga's long password"),
+		chromedp.Click(chromedp.CSS("#login-account")), chromedp.WaitVisible(chromedp.CSS(row+" button.replay")))
+	if got := text("#who"); got != "account:olga (operator)" {
+		t.Fatalf("logged in as %q", got)
+	}
+	if n, err := chromedp.Run(b, chromedp.Evaluate[int](`document.querySelectorAll("#nav-accounts, #role-note").length`)); err != nil || n != 0 {
+		t.Fatalf("an operator sees %d accounts links or role notes (%v)", n, err)
+	}
 	step("replay", chromedp.Click(chromedp.CSS(row+" button.replay")), chromedp.WaitVisible(chromedp.CSS("#notice")))
 	if got := text(row + " .dlq-state"); got != audit.DLQReplayed {
 		t.Fatalf("state after replay %q", got)
+	}
+	if d, err := p.store.DeadLetterAt(ctx, dl.Topic, dl.Partition, dl.Offset); err != nil || d.ActedBy == nil || *d.ActedBy != "account:olga" {
+		t.Fatalf("the replay is recorded as by %v (%v), want account:olga", d.ActedBy, err)
 	}
 	shot("dlq-replayed.png")
 
