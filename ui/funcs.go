@@ -54,10 +54,21 @@ func funcs(o Options) template.FuncMap {
 		"roles":     func() []string { return []string{audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin} },
 		"liveKeys":  liveKeys,
 		"window":    window,
+		"pageURL":   pageURL,
 		"objectURL": func(bucket, key string) string {
 			return "/api/v1/objects/content?" + url.Values{"bucket": {bucket}, "key": {key}}.Encode()
 		},
 	}
+}
+
+// pageURL links path with an encoded query (a page's Next), which a template would otherwise
+// escape whole, "=" and "&" included. Re-encoding it keeps it a query and nothing else.
+func pageURL(path, query string) template.URL {
+	v, err := url.ParseQuery(query)
+	if err != nil {
+		return template.URL(path)
+	}
+	return template.URL(path + "?" + v.Encode())
 }
 
 // window names a duration of whole hours the way people say it: 1 hour, 24 hours, 7 days.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"html"
 	"io"
 	"log/slog"
 	"net/http"
@@ -261,6 +262,16 @@ func TestPagingIsStable(t *testing.T) {
 		if want := fmt.Sprintf("job-%03d", 129-i); id != want {
 			t.Fatalf("position %d: %s, want %s (newest first)", i, id, want)
 		}
+	}
+	// The page's own "Older jobs" link is the API's next page, as a working query.
+	_, body, _ := do(t, nil, "GET", srv.URL+"/jobs?limit=40", "", nil)
+	m := regexp.MustCompile(`id="older" href="([^"]+)"`).FindStringSubmatch(body)
+	if m == nil {
+		t.Fatalf("no Older link on the first page")
+	}
+	_, body, _ = do(t, nil, "GET", srv.URL+html.UnescapeString(m[1]), "", nil)
+	if !strings.Contains(body, "job-090") || strings.Contains(body, "job-091") { // the first page held "late" too
+		t.Fatalf("the Older link %s does not lead to the second page", m[1])
 	}
 }
 
