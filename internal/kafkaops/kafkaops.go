@@ -186,29 +186,13 @@ func (x *Indexer) CatchUp(ctx context.Context) (int, error) {
 		if from >= newest {
 			continue
 		}
-		pc, err := consumer.ConsumePartition(x.Topic, p, from)
-		if err != nil {
-			return n, fmt.Errorf("read %s/%d: %w", x.Topic, p, err)
-		}
-		err = func() error {
-			defer pc.Close()
-			for {
-				select {
-				case <-ctx.Done():
-					return ctx.Err()
-				case cerr := <-pc.Errors():
-					return cerr
-				case m := <-pc.Messages():
-					if err := x.Store.AddDeadLetter(ctx, FromMessage(m)); err != nil {
-						return err
-					}
-					n++
-					if m.Offset+1 >= newest {
-						return nil
-					}
-				}
+		err = readRange(ctx, consumer, x.Topic, p, from, newest, func(m *sarama.ConsumerMessage) error {
+			if err := x.Store.AddDeadLetter(ctx, FromMessage(m)); err != nil {
+				return err
 			}
-		}()
+			n++
+			return nil
+		})
 		if err != nil {
 			return n, err
 		}
