@@ -32,6 +32,7 @@ type options struct {
 	dir       string
 	k         kafkasyncSettings
 	jobs      int
+	shards    int
 	temporal  string
 }
 
@@ -47,6 +48,7 @@ func main() {
 		only      = flag.String("only", "", "comma-separated contenders to run (default: all)")
 	)
 	flag.IntVar(&o.jobs, "jobs", 1000, "scenario 4: how many small jobs")
+	flag.IntVar(&o.shards, "shards", 0, "pipeline scenarios: the Temporal server's history shards (0: devstack's default)")
 	cpuProfile := flag.String("cpuprofile", "", "write the bench process's CPU profile (worker, bridge, publisher) to this file")
 	flag.StringVar(&o.temporal, "temporal", "server", "pipeline scenarios: the Temporal server on PostgreSQL (server) or the in-memory dev server (dev)")
 	flag.IntVar(&o.reps, "reps", 3, "repetitions of each contender (alternating)")

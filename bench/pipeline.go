@@ -54,7 +54,7 @@ func startStack(ctx context.Context, o options, sshd *SSHD, dir string) (*stack,
 	}
 	cfg := config.Default()
 	cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic, cfg.Kafka.DoneTopic, cfg.S3.Bucket = "bench.jobs", "bench.jobs.dlq", "bench.jobs.done", "bench"
-	st, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: true, Temporal: o.temporal,
+	st, err := devstack.Start(ctx, devstack.Options{Dir: filepath.Join(dir, "stack"), Headless: true, Ephemeral: true, Temporal: o.temporal, TemporalShards: o.shards,
 		Kafka: devstack.KafkaApache, Topics: []string{cfg.Kafka.JobsTopic, cfg.Kafka.DLQTopic, cfg.Kafka.DoneTopic}, Partitions: partitions, Bucket: cfg.S3.Bucket,
 		S3AccessKey: "bench-access", S3SecretKey: "bench-secret-key", Log: logf})
 	if err != nil {
@@ -329,11 +329,14 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 		return err
 	}
 	inFlight := partitions * s.cfg.Kafka.StartsInFlight
+	ceilBefore := meter.sample()
 	ceil, err := s.runCeiling(ctx, n, steps, inFlight)
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(w, "  engine ceiling: %.1f workflows/s (%d local activities each, %d starts at once)\n", ceil, steps, inFlight)
+	ceilCPU := meter.perJob(ceilBefore, meter.sample(), n)
+	fmt.Fprintf(w, "  engine ceiling: %.1f workflows/s (%d local activities each, %d starts at once)\n  CPU s/workflow of the ceiling: %s\n",
+		ceil, steps, inFlight, ceilCPU)
 
 	host, port := strings.Split(sshd.Addr, ":")[0], strings.Split(sshd.Addr, ":")[1]
 	conf := filepath.Join(s.dir, "rclone.conf")
@@ -363,7 +366,8 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 				"(partitions × kafka.starts_in_flight); each ends at its last local activity, as a kafkasync job at its SUCCEEDED row. ", n, inFlight) +
 			"Targets: at least 100 jobs/s on durable persistence, 0.6× the ceiling and half of rclone's rate."}}, w)
 	r.sections[len(r.sections)-1].notes = append(r.sections[len(r.sections)-1].notes,
-		"CPU seconds per kafkasync job, by process (from /proc: each server with its children, the bench process alone): "+cpu+".")
+		"CPU seconds per kafkasync job, by process (from /proc: each server with its children, the bench process alone): "+cpu+
+			". The same per workflow of the engine ceiling: "+ceilCPU+".")
 	fmt.Fprintf(w, "  kafkasync %d jobs in %s; rclone %s\n  CPU s/job: %s\n", n, total.Round(time.Millisecond), rc.Round(time.Millisecond), cpu)
 	line := fmt.Sprintf("scenario4 jobs_per_s=%.1f ceiling_per_s=%.1f ratio_ceiling=%.3f rclone_per_s=%.1f ratio_rclone=%.3f p50_s=%.3f p99_s=%.3f",
 		kr, ceil, kr/ceil, rr, kr/rr, p50.Seconds(), p99.Seconds())

@@ -31,6 +31,9 @@ type Options struct {
 	Temporal string
 	// Ephemeral keeps the dev server's state in memory (tests).
 	Ephemeral bool
+	// TemporalShards is the Temporal server's number of history shards (0: its default), fixed
+	// when its databases are made.
+	TemporalShards int
 	// Kafka is the broker to run: KafkaApache ("") or KafkaEmbedded.
 	Kafka string
 	// KafkaConfig overrides broker settings (server.properties names).
@@ -190,7 +193,8 @@ func (s *Stack) Restart(ctx context.Context, server string, down time.Duration) 
 func (s *Stack) startTemporal(ctx context.Context) (*Temporal, error) {
 	if s.o.Temporal == TemporalServer {
 		return StartTemporalServer(ctx, TemporalServerOptions{BinDir: s.o.BinDir, Dir: filepath.Join(s.dir, "temporal-server"),
-			PGPort: s.o.Ports.PGPort, Port: s.temporalPort, UIPort: s.o.Ports.TemporalUI, Headless: s.o.Headless, Log: s.o.Log})
+			PGPort: s.o.Ports.PGPort, Port: s.temporalPort, UIPort: s.o.Ports.TemporalUI, Headless: s.o.Headless, Log: s.o.Log,
+			Shards: s.o.TemporalShards})
 	}
 	return StartTemporal(ctx, TemporalOptions{Bin: s.temporalBin, DBFile: s.temporalDB, Port: s.temporalPort,
 		UIPort: s.o.Ports.TemporalUI, Headless: s.o.Headless, Log: s.o.Log})
