@@ -9,7 +9,6 @@ import (
 	"encoding/hex"
 	"io"
 	"log/slog"
-	"os"
 	"strconv"
 	"strings"
 	"testing"
@@ -124,27 +123,7 @@ func startTemporal(t *testing.T, registered bool) client.Client {
 
 func startAudit(t *testing.T) *audit.Store {
 	t.Helper()
-	dir, err := os.MkdirTemp("", "kafkasync-pg-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	if err := os.Chmod(dir, 0o755); err != nil { // PostgreSQL runs as user postgres when tests run as root
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pg, err := devstack.StartPostgres(ctx, dir, 0, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
-	s, err := audit.OpenMigrated(ctx, pg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return testenv.StartStore(t)
 }
 
 func bridge(c client.Client, dlq sarama.SyncProducer) *starter.Bridge {

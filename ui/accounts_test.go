@@ -7,14 +7,12 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
-	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/ui"
 )
 
@@ -23,25 +21,7 @@ const adminPW = "the admin's long password"
 // startStore runs only a real PostgreSQL: accounts need no broker.
 func startStore(t *testing.T) *fixture {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	dir, err := os.MkdirTemp("", "kafkasync-ui-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	pg, err := devstack.StartPostgres(ctx, dir+"/pg", 0, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
-	store, err := audit.OpenMigrated(ctx, pg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	return &fixture{store: store}
+	return &fixture{store: testenv.StartStore(t)}
 }
 
 // accountsFixture is a dashboard with an admin, an operator and a viewer, each with a key.

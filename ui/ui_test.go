@@ -11,7 +11,6 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
-	"os"
 	"regexp"
 	"strings"
 	"sync"
@@ -46,25 +45,7 @@ func start(t *testing.T) *fixture {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	dir, err := os.MkdirTemp("", "kafkasync-ui-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	pg, err := devstack.StartPostgres(ctx, dir+"/pg", 0, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
-	store, err := audit.Open(ctx, pg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
-	if _, err := store.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
+	store := testenv.StartStore(t)
 	k, err := devstack.StartKafka(ctx, devstack.KafkaOptions{Kind: devstack.KafkaEmbedded, Topics: []string{jobsTopic, dlqTopic}})
 	if err != nil {
 		t.Fatal(err)

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
@@ -20,7 +19,6 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/archive"
 	"github.com/kafkasync/kafkasync/internal/audit"
-	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/ui"
@@ -48,23 +46,8 @@ func TestArchiveCLI(t *testing.T) {
 	t.Setenv("KAFKASYNC_CONFIG", "")
 	t.Setenv(envAPIKey, "")
 	ctx := context.Background()
-	// PostgreSQL runs as the postgres user when tests run as root: it must reach its folder.
-	dir, err := os.MkdirTemp("", "kafkasync-cli-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	pg, err := devstack.StartPostgres(ctx, filepath.Join(dir, "pg"), 0, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
-	store, err := audit.OpenMigrated(ctx, pg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
+	store := testenv.StartStore(t)
+	dir := t.TempDir()
 	s3c := testenv.StartS3(t, cliBucket).Client()
 	srv := httptest.NewServer(ui.New(ui.Options{Store: store, RateLimit: 1000,
 		Archive: &ui.ArchiveOptions{S3: s3c, Buckets: []string{cliBucket}}}))
@@ -74,9 +57,11 @@ func TestArchiveCLI(t *testing.T) {
 		if _, err := store.AddAccount(ctx, role+"-1", role, "", "test"); err != nil {
 			t.Fatal(err)
 		}
-		if keys[role], _, err = store.AddAPIKey(ctx, role+"-1", "test"); err != nil {
+		key, _, err := store.AddAPIKey(ctx, role+"-1", "test")
+		if err != nil {
 			t.Fatal(err)
 		}
+		keys[role] = key
 	}
 	put := func(key string, body []byte, sum string) {
 		t.Helper()

@@ -6,37 +6,17 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
-	"io"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
-	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/testenv"
 )
 
 // open starts a real PostgreSQL and a migrated store on it.
 func open(t *testing.T) *audit.Store {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	dir, err := os.MkdirTemp("", "kafkasync-audit-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755) // PostgreSQL runs as the postgres user when tests run as root
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	pg, err := devstack.StartPostgres(ctx, dir+"/pg", 0, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
-	s, err := audit.OpenMigrated(ctx, pg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	return s
+	return testenv.StartStore(t)
 }
 
 func TestSessions(t *testing.T) {

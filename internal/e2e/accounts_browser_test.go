@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -15,7 +14,7 @@ import (
 	"github.com/chromedp/chromedp"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
-	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/ui"
 )
 
@@ -23,25 +22,7 @@ import (
 // PostgreSQL, not the pipeline's other servers.
 func accountsDashboard(t *testing.T) (*audit.Store, *httptest.Server) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	// Not t.TempDir: PostgreSQL runs as the postgres user when tests run as root, and must reach it.
-	dir, err := os.MkdirTemp("", "kafkasync-accounts-")
-	if err != nil {
-		t.Fatal(err)
-	}
-	os.Chmod(dir, 0o755)
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	pg, err := devstack.StartPostgres(ctx, filepath.Join(dir, "pg"), 0, io.Discard)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(pg.Stop)
-	store, err := audit.OpenMigrated(ctx, pg.DSN)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(store.Close)
+	store := testenv.StartStore(t)
 	srv := httptest.NewServer(ui.New(ui.Options{Store: store, Logger: slog.New(slog.NewTextHandler(t.Output(), nil))}))
 	t.Cleanup(srv.Close)
 	return store, srv
