@@ -184,21 +184,26 @@ func archiveBack(q url.Values) url.Values {
 // objectRef is the bucket, key and version a request names.
 type objectRef struct{ bucket, key, version string }
 
-func (h *handlers) objectRef(ao *ArchiveOptions, get func(string) string) (objectRef, error) {
+// objectRef reads the object a request names (get reads its parameters) and checks it against the
+// archive, which it returns too.
+func (h *handlers) objectRef(get func(string) string) (*ArchiveOptions, objectRef, error) {
+	ao, err := h.archive()
+	if err != nil {
+		return nil, objectRef{}, err
+	}
 	r := objectRef{key: get("key"), version: get("version")}
-	var err error
 	if r.bucket, err = ao.bucket(get("bucket")); err != nil {
-		return r, err
+		return ao, r, err
 	}
 	if r.key == "" {
-		return r, echo.NewHTTPError(http.StatusBadRequest, "key: required")
+		return ao, r, echo.NewHTTPError(http.StatusBadRequest, "key: required")
 	}
 	for name, v := range map[string]string{"key": r.key, "version": r.version} {
 		if err := bounded(name, v); err != nil {
-			return r, err
+			return ao, r, err
 		}
 	}
-	return r, nil
+	return ao, r, nil
 }
 
 func (r objectRef) String() string {
@@ -216,11 +221,7 @@ func notFound(r objectRef) error {
 // objectContent sends an object's bytes with the caller's authorisation, checking them against the
 // expected MD5 on the way; or, with Presign, redirects to a presigned URL.
 func (h *handlers) objectContent(c echo.Context) error {
-	ao, err := h.archive()
-	if err != nil {
-		return err
-	}
-	ref, err := h.objectRef(ao, c.QueryParam)
+	ao, ref, err := h.objectRef(c.QueryParam)
 	if err != nil {
 		return err
 	}
@@ -351,11 +352,7 @@ func (h *handlers) deleteObject(c echo.Context, ref objectRef) (audit.ObjectDele
 }
 
 func (h *handlers) apiDeleteObject(c echo.Context) error {
-	ao, err := h.archive()
-	if err != nil {
-		return err
-	}
-	ref, err := h.objectRef(ao, c.QueryParam)
+	_, ref, err := h.objectRef(c.QueryParam)
 	if err != nil {
 		return err
 	}
@@ -376,11 +373,7 @@ type confirmData struct {
 // archiveDeleteForm asks for the key to be typed first (a confirmation page), and deletes only when
 // the form carries confirm=<key>; then back to the archive page with a notice.
 func (h *handlers) archiveDeleteForm(c echo.Context) error {
-	ao, err := h.archive()
-	if err != nil {
-		return err
-	}
-	ref, err := h.objectRef(ao, c.FormValue)
+	_, ref, err := h.objectRef(c.FormValue)
 	if err != nil {
 		return err
 	}
