@@ -3,7 +3,6 @@ package ui_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -57,13 +56,7 @@ func doJSON(t *testing.T, method, u, key, body string) (int, string) {
 		t.Fatal(err)
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(ui.HeaderAPIKey, key)
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
+	resp, b, _ := send(t, http.DefaultClient, req, key)
 	return resp.StatusCode, string(b)
 }
 

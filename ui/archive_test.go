@@ -225,22 +225,10 @@ func keysOf(objs []archive.Object) []string {
 func fetch(t *testing.T, c *http.Client, u, key string, te bool) (*http.Response, []byte, error) {
 	t.Helper()
 	req, _ := http.NewRequest("GET", u, nil)
-	if key != "" {
-		req.Header.Set(ui.HeaderAPIKey, key)
-	}
 	if te {
 		req.Header.Set("TE", "trailers")
 	}
-	if c == nil {
-		c = noRedirect()
-	}
-	resp, err := c.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	return resp, b, err
+	return send(t, c, req, key)
 }
 
 // A download streams the bytes with their MD5 in the trailer; one whose bytes were replaced under
@@ -324,17 +312,7 @@ func TestArchiveDeleteRoles(t *testing.T) {
 	srv := f.server(t, ui.Options{}, false)
 	ctx := context.Background()
 	const pw = "a long enough password"
-	keys := map[string]string{}
-	for _, role := range []string{audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin} {
-		if _, err := f.store.AddAccount(ctx, role+"-1", role, pw, "test"); err != nil {
-			t.Fatal(err)
-		}
-		key, _, err := f.store.AddAPIKey(ctx, role+"-1", "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[role] = key
-	}
+	keys := roleAccounts(t, f.store, pw)
 	for _, key := range []string{"in/a.bin", "in/b.bin", "in/c.bin"} {
 		body := []byte("bytes of " + key)
 		f.put(t, bucketA, key, body, md5hex(body))

@@ -29,6 +29,24 @@ func loginAs(t *testing.T, srv *httptest.Server, name, password string) (*http.C
 	return c, csrf(t, body), code
 }
 
+// roleAccounts adds an account of each role, named <role>-1 with password pw, and returns a key of
+// each by role.
+func roleAccounts(t *testing.T, s *audit.Store, pw string) map[string]string {
+	t.Helper()
+	keys := map[string]string{}
+	for _, role := range []string{audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin} {
+		if _, err := s.AddAccount(context.Background(), role+"-1", role, pw, "test"); err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := s.AddAPIKey(context.Background(), role+"-1", "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[role] = key
+	}
+	return keys
+}
+
 // Each role may do what it is allowed and no more, logged in or with its own API key; every
 // action records the account; a disabled account's keys and sessions stop at once.
 func TestRolesAndAccountKeys(t *testing.T) {
@@ -36,17 +54,7 @@ func TestRolesAndAccountKeys(t *testing.T) {
 	srv := f.server(t, ui.Options{Republish: f.kafka.Republish(jobsTopic)})
 	ctx := context.Background()
 	const pw = "a long enough password"
-	keys := map[string]string{}
-	for _, role := range []string{audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin} {
-		if _, err := f.store.AddAccount(ctx, role+"-1", role, pw, "test"); err != nil {
-			t.Fatal(err)
-		}
-		key, _, err := f.store.AddAPIKey(ctx, role+"-1", "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[role] = key
-	}
+	keys := roleAccounts(t, f.store, pw)
 	discard := func(d audit.DeadLetter) string {
 		return fmt.Sprintf("%s/api/v1/dlq/%d/%d/discard", srv.URL, d.Partition, d.Offset)
 	}

@@ -84,6 +84,14 @@ func do(t *testing.T, c *http.Client, method, u, key string, form url.Values) (i
 	if form != nil {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 	}
+	resp, b, _ := send(t, c, req, key)
+	return resp.StatusCode, string(b), resp.Header
+}
+
+// send sends req with the API key (none when empty) on c (nil: a client that follows no redirects)
+// and reads the whole answer; the error is the body's.
+func send(t *testing.T, c *http.Client, req *http.Request, key string) (*http.Response, []byte, error) {
+	t.Helper()
 	if key != "" {
 		req.Header.Set(ui.HeaderAPIKey, key)
 	}
@@ -95,8 +103,8 @@ func do(t *testing.T, c *http.Client, method, u, key string, form url.Values) (i
 		t.Fatal(err)
 	}
 	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b), resp.Header
+	b, err := io.ReadAll(resp.Body)
+	return resp, b, err
 }
 
 type tlog struct{ t *testing.T }
