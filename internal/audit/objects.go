@@ -30,20 +30,27 @@ type ArchivedJob struct {
 
 // ArchivedJobs returns the latest SUCCEEDED job of each key of bucket that has one.
 func (s *Store) ArchivedJobs(ctx context.Context, bucket string, keys []string) (map[string]ArchivedJob, error) {
-	out := map[string]ArchivedJob{}
 	if len(keys) == 0 {
-		return out, nil
+		return map[string]ArchivedJob{}, nil
 	}
-	rows, err := s.pool.Query(ctx, qArchivedJobs, pgx.NamedArgs{"bucket": bucket, "keys": keys})
+	return byKey(ctx, s, "archived jobs", func(j ArchivedJob) string { return j.Key },
+		qArchivedJobs, pgx.NamedArgs{"bucket": bucket, "keys": keys})
+}
+
+// byKey runs a query of rows of T, at most one a key, and returns them by key; what names the
+// query in its errors.
+func byKey[T any](ctx context.Context, s *Store, what string, key func(T) string, sql string, args ...any) (map[string]T, error) {
+	rows, err := s.pool.Query(ctx, sql, args...)
 	if err != nil {
-		return nil, fmt.Errorf("archived jobs: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	jobs, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ArchivedJob])
+	items, err := pgx.CollectRows(rows, pgx.RowToStructByPos[T])
 	if err != nil {
-		return nil, fmt.Errorf("archived jobs: %w", err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	for _, j := range jobs {
-		out[j.Key] = j
+	out := make(map[string]T, len(items))
+	for _, it := range items {
+		out[key(it)] = it
 	}
 	return out, nil
 }
@@ -131,21 +138,10 @@ func (s *Store) RecordObjectDeletion(ctx context.Context, d ObjectDeletion) erro
 
 // ObjectDeletions returns the latest recorded deletion of each key of bucket that has one.
 func (s *Store) ObjectDeletions(ctx context.Context, bucket string, keys []string) (map[string]ObjectDeletion, error) {
-	out := map[string]ObjectDeletion{}
 	if len(keys) == 0 {
-		return out, nil
+		return map[string]ObjectDeletion{}, nil
 	}
-	rows, err := s.pool.Query(ctx, `SELECT DISTINCT ON (key) bucket, key, version_id, job_id, actor, deleted_at, md5
+	return byKey(ctx, s, "object deletions", func(d ObjectDeletion) string { return d.Key },
+		`SELECT DISTINCT ON (key) bucket, key, version_id, job_id, actor, deleted_at, md5
 		FROM object_deletions WHERE bucket = $1 AND key = ANY($2::text[]) ORDER BY key, deleted_at DESC, id DESC`, bucket, keys)
-	if err != nil {
-		return nil, fmt.Errorf("object deletions: %w", err)
-	}
-	ds, err := pgx.CollectRows(rows, pgx.RowToStructByPos[ObjectDeletion])
-	if err != nil {
-		return nil, fmt.Errorf("object deletions: %w", err)
-	}
-	for _, d := range ds {
-		out[d.Key] = d
-	}
-	return out, nil
 }
