@@ -20,7 +20,6 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/archive"
 	"github.com/kafkasync/kafkasync/internal/audit"
-	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/ui"
 )
@@ -55,10 +54,7 @@ func md5hex(b []byte) string { s := md5.Sum(b); return hex.EncodeToString(s[:]) 
 // put stores an object with md5 metadata, as the upload does.
 func (f *archiveFixture) put(t *testing.T, bucket, key string, body []byte, sum string) {
 	t.Helper()
-	if _, err := f.s3c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
-		Body: bytes.NewReader(body), Metadata: map[string]string{s3client.MetaMD5: sum}}); err != nil {
-		t.Fatal(err)
-	}
+	testenv.PutObject(t, f.s3c, bucket, key, body, sum)
 }
 
 // archived records a SUCCEEDED job for bucket/key, finished at at; submittedBy as the dashboard records it.

@@ -14,12 +14,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/s3"
-
 	"github.com/kafkasync/kafkasync/internal/archive"
 	"github.com/kafkasync/kafkasync/internal/audit"
-	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 	"github.com/kafkasync/kafkasync/ui"
 )
@@ -63,17 +59,10 @@ func TestArchiveCLI(t *testing.T) {
 		}
 		keys[role] = key
 	}
-	put := func(key string, body []byte, sum string) {
-		t.Helper()
-		if _, err := s3c.PutObject(ctx, &s3.PutObjectInput{Bucket: aws.String(cliBucket), Key: aws.String(key), Body: bytes.NewReader(body),
-			Metadata: map[string]string{s3client.MetaMD5: sum}}); err != nil {
-			t.Fatal(err)
-		}
-	}
 	body := bytes.Repeat([]byte("kafkasync "), 30000)
 	for i := range 5 {
 		key := fmt.Sprintf("in/f%d.bin", i)
-		put(key, body, sumOf(body))
+		testenv.PutObject(t, s3c, cliBucket, key, body, sumOf(body))
 		if err := store.Record(ctx, audit.Event{JobID: fmt.Sprintf("j%d", i), WorkflowID: "file-j", RunID: "r", Seq: 1, Step: "upload",
 			Outcome: "succeeded", Status: audit.StatusSucceeded, At: time.Now(), RemotePath: "/" + key, MD5Actual: sumOf(body),
 			S3Bucket: cliBucket, S3Key: key, Finished: true}); err != nil {
@@ -111,7 +100,7 @@ func TestArchiveCLI(t *testing.T) {
 	}
 	bad := bytes.Clone(body)
 	bad[len(bad)-10] = '!'
-	put("in/f2.bin", bad, sumOf(body))
+	testenv.PutObject(t, s3c, cliBucket, "in/f2.bin", bad, sumOf(body))
 	badFile := filepath.Join(dir, "f2.bin")
 	if _, _, err = run(t, append([]string{"archive", "get", "in/f2.bin", "-o", badFile}, viewer...)...); err == nil || !strings.Contains(err.Error(), "broken transfer") {
 		t.Fatalf("get of a corrupted object: %v", err)

@@ -1,13 +1,18 @@
 package testenv
 
 import (
+	"bytes"
 	"context"
 	"io"
 	"os"
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
+
 	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/s3client"
 )
 
 // StartS3 starts the S3-API server alone (versitygw, data in a temporary folder) with the buckets
@@ -32,4 +37,13 @@ func StartS3(t testing.TB, buckets ...string) *devstack.S3 {
 	}
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// PutObject stores body at bucket/key with sum as its expected MD5, as kafkasync's upload records it.
+func PutObject(t testing.TB, c *s3.Client, bucket, key string, body []byte, sum string) {
+	t.Helper()
+	if _, err := c.PutObject(context.Background(), &s3.PutObjectInput{Bucket: aws.String(bucket), Key: aws.String(key),
+		Body: bytes.NewReader(body), Metadata: map[string]string{s3client.MetaMD5: sum}}); err != nil {
+		t.Fatal(err)
+	}
 }
