@@ -192,7 +192,12 @@ func New(o Options) *echo.Echo {
 	sub, _ := fs.Sub(static, "static")
 	e.StaticFS("/static", sub)
 
-	h := &handlers{o: o}
+	routes(e, &handlers{o: o}, a, o)
+	return e
+}
+
+// routes registers the pages and the API, each group behind the role it needs.
+func routes(e *echo.Echo, h *handlers, a *auth, o Options) {
 	e.GET("/healthz", func(c echo.Context) error { return c.JSON(http.StatusOK, map[string]string{"status": "ok"}) })
 	e.GET("/readyz", h.readyz)
 	e.GET("/login", a.loginPage)
@@ -246,7 +251,6 @@ func New(o Options) *echo.Echo {
 	aa.POST("/accounts/:name/keys", h.apiAddKey)
 	aa.POST("/keys/:prefix/revoke", h.apiRevokeKey)
 	aa.DELETE("/objects", h.apiDeleteObject)
-	return e
 }
 
 // errorHandler answers JSON under /api/ and at /metrics, and a plain page elsewhere; it never shows
