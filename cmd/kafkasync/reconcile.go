@@ -9,12 +9,9 @@ import (
 	"sort"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"github.com/spf13/cobra"
-	"go.temporal.io/sdk/client"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
-	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/reconcile"
 	"github.com/kafkasync/kafkasync/internal/s3client"
@@ -89,17 +86,10 @@ func (a *app) reconcile(ctx context.Context, since time.Time) (reconcile.Report,
 	defer tc.Close()
 	var r reconcile.Report
 	err = a.withStore(ctx, func(s *audit.Store) error {
-		r, err = reconcile.Check(ctx, reconcileOptions(a.cfg, s, s3c, kc, tc), since)
+		r, err = reconcile.Check(ctx, reconcile.ForConfig(a.cfg, s, s3c, kc, tc), since)
 		return err
 	})
 	return r, err
-}
-
-// reconcileOptions are what a reconciliation reads: the audit store, the bucket, the messages the
-// bridge consumed and Temporal's running workflows.
-func reconcileOptions(cfg config.Config, store *audit.Store, s3c *s3.Client, kc *kafkaops.Kafka, tc client.Client) reconcile.Options {
-	return reconcile.Options{Store: store, S3: s3c, Messages: reconcile.FromKafka(kc, cfg.Kafka.JobsTopic, cfg.Kafka.Group),
-		Policy: cfg.JobPolicy(), Running: reconcile.FromTemporal(tc)}
 }
 
 func printReport(out io.Writer, r reconcile.Report, asJSON bool) error {

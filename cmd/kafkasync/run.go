@@ -163,7 +163,7 @@ func (a *app) runUI(ctx context.Context, cfg config.Config) error {
 	if err != nil {
 		return err
 	}
-	ro := reconcileOptions(cfg, store, s3c, kc, tc)
+	ro := reconcile.ForConfig(cfg, store, s3c, kc, tc)
 	check := func(ctx context.Context, since time.Time) (reconcile.Report, error) {
 		return reconcile.Check(ctx, ro, since)
 	}

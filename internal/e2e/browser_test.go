@@ -92,8 +92,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		Lag:      func() (kafkaops.Lag, error) { return kc.ConsumerLag(cfg.Kafka.JobsTopic, cfg.Kafka.Group) },
 		Metrics:  metrics.Handler(),
 		Reconcile: func(ctx context.Context, since time.Time) (reconcile.Report, error) {
-			return reconcile.Check(ctx, reconcile.Options{Store: p.store, S3: s3c, Policy: cfg.JobPolicy(),
-				Messages: reconcile.FromKafka(kc, cfg.Kafka.JobsTopic, cfg.Kafka.Group), Running: reconcile.FromTemporal(p.client)}, since)
+			return reconcile.Check(ctx, reconcile.ForConfig(cfg, p.store, s3c, kc, p.client), since)
 		},
 	}))
 	defer srv.Close()

@@ -345,8 +345,7 @@ func checkLedger(t *testing.T, ctx context.Context, p *pipeline, archived, dead 
 		t.Fatal(err)
 	}
 	defer kc.Close()
-	o := reconcile.Options{Store: p.store, S3: s3c, Messages: reconcile.FromKafka(kc, cfg.Kafka.JobsTopic, cfg.Kafka.Group),
-		Policy: cfg.JobPolicy(), Running: reconcile.FromTemporal(p.client)}
+	o := reconcile.ForConfig(cfg, p.store, s3c, kc, p.client)
 	var rec reconcile.Report
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(500 * time.Millisecond) {
 		if rec, err = reconcile.Check(ctx, o, time.Now().Add(-time.Hour)); err != nil {

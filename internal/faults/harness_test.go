@@ -399,9 +399,7 @@ func (s *suite) reconciled() {
 			break
 		}
 	}
-	r, err := reconcile.Check(s.ctx, reconcile.Options{Store: s.store, S3: s.env.Stack.S3.Client(),
-		Messages: reconcile.FromKafka(kc, s.cfg.Kafka.JobsTopic, s.cfg.Kafka.Group), Policy: s.cfg.JobPolicy(),
-		Running: reconcile.FromTemporal(s.c)}, s.began)
+	r, err := reconcile.Check(s.ctx, reconcile.ForConfig(s.cfg, s.store, s.env.Stack.S3.Client(), kc, s.c), s.began)
 	if err != nil {
 		t.Fatalf("reconcile: %v", err)
 	}

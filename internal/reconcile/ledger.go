@@ -8,11 +8,13 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 )
@@ -176,6 +178,13 @@ func (l *ledger) sorted() []Line {
 		return out[i].Topic < out[k].Topic || out[i].Topic == out[k].Topic && out[i].Source < out[k].Source
 	})
 	return out
+}
+
+// ForConfig reconciles a deployment as cfg describes it: the bridge's group on the jobs topic,
+// the job policy the bridge parses with, and Temporal's running workflows.
+func ForConfig(cfg config.Config, store *audit.Store, s3c *s3.Client, kc *kafkaops.Kafka, tc client.Client) Options {
+	return Options{Store: store, S3: s3c, Messages: FromKafka(kc, cfg.Kafka.JobsTopic, cfg.Kafka.Group),
+		Policy: cfg.JobPolicy(), Running: FromTemporal(tc)}
 }
 
 // FromTemporal reports whether a workflow's current run is open.
