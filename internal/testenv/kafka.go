@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sync"
@@ -15,25 +16,41 @@ import (
 )
 
 // ReadTopic returns every message on topic, from the oldest to the current end of each partition,
-// the partitions read side by side with fetches that do not wait for more data.
+// the partitions read side by side with fetches that do not wait for more data. A broker connection
+// lost on the way (one partition's failed request closes the connection the others share) is
+// retried with a new client, three times at most.
 func ReadTopic(t testing.TB, brokers []string, topic string) []*sarama.ConsumerMessage {
 	t.Helper()
+	var err error
+	for attempt := 1; attempt <= 3; attempt++ {
+		var out []*sarama.ConsumerMessage
+		if out, err = readTopic(brokers, topic); err == nil {
+			return out
+		}
+		t.Logf("read %s, attempt %d: %v", topic, attempt, err)
+		time.Sleep(time.Second)
+	}
+	t.Fatalf("read %s: %v", topic, err)
+	return nil
+}
+
+func readTopic(brokers []string, topic string) ([]*sarama.ConsumerMessage, error) {
 	sc := sarama.NewConfig()
 	sc.Consumer.MaxWaitTime = 10 * time.Millisecond
 	sc.Consumer.Fetch.Default = 4 << 20
 	cl, err := sarama.NewClient(brokers, sc)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer cl.Close()
 	c, err := sarama.NewConsumerFromClient(cl)
 	if err != nil {
-		t.Fatal(err)
+		return nil, err
 	}
 	defer c.Close()
 	parts, err := cl.Partitions(topic)
 	if err != nil {
-		t.Fatalf("partitions of %s: %v", topic, err)
+		return nil, fmt.Errorf("partitions: %w", err)
 	}
 	var mu sync.Mutex
 	var out []*sarama.ConsumerMessage
@@ -47,10 +64,7 @@ func ReadTopic(t testing.TB, brokers []string, topic string) []*sarama.ConsumerM
 			return err
 		})
 	}
-	if err := g.Wait(); err != nil {
-		t.Fatalf("read %s: %v", topic, err)
-	}
-	return out
+	return out, g.Wait()
 }
 
 func readPartition(cl sarama.Client, c sarama.Consumer, topic string, p int32) ([]*sarama.ConsumerMessage, error) {
