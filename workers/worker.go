@@ -40,6 +40,9 @@ func Dial(ctx context.Context, c config.Temporal, logger *slog.Logger) (client.C
 		HostPort: c.Address, Namespace: c.Namespace, Logger: sdklog.NewStructuredLogger(logger),
 		MetricsHandler: metrics.Temporal(logger),
 	}
+	if c.Compression == "none" {
+		opts.ConnectionOptions.GrpcCompression = &client.GrpcCompressionNone{}
+	}
 	// The bridge learns from it whether a start made a new run or found one running.
 	opts.ConnectionOptions.DialOptions = append(opts.ConnectionOptions.DialOptions, startreport.Interceptor())
 	if c.TLS.Enable {

@@ -110,6 +110,9 @@ type Temporal struct {
 	// TLS (mutual TLS with cert_file and key_file) and an API key, e.g. for Temporal Cloud.
 	TLS    TLS    `toml:"tls" envPrefix:"TLS_"`
 	APIKey Secret `toml:"api_key" env:"API_KEY"`
+	// Compression of gRPC requests to the server: "none" or "gzip". A job's requests are a few
+	// hundred bytes, which gzip barely shrinks while both ends pay its CPU on every request.
+	Compression string `toml:"compression" env:"COMPRESSION"`
 }
 
 // Transfer tunes the workflow and the worker's local directories.
@@ -235,10 +238,11 @@ func Default() Config {
 			StartsInFlight: 32,
 		},
 		Temporal: Temporal{
-			Address:   "127.0.0.1:7233",
-			Namespace: "default",
-			TaskQueue: "kafkasync",
-			UIURL:     "http://127.0.0.1:8233",
+			Address:     "127.0.0.1:7233",
+			Namespace:   "default",
+			TaskQueue:   "kafkasync",
+			UIURL:       "http://127.0.0.1:8233",
+			Compression: "none",
 		},
 		SFTP: Source{
 			Addr:        "127.0.0.1:2222",
@@ -373,6 +377,7 @@ func (c Config) Validate() error {
 	check(c.Kafka.DLQTopic != c.Kafka.JobsTopic, "kafka.dlq_topic: must differ from jobs_topic")
 	check(c.Kafka.DoneTopic == "" || c.Kafka.DoneTopic != c.Kafka.JobsTopic && c.Kafka.DoneTopic != c.Kafka.DLQTopic, "kafka.done_topic: must differ from jobs_topic and dlq_topic")
 	check(c.Temporal.TaskQueue != "", "temporal.task_queue: empty")
+	check(c.Temporal.Compression == "none" || c.Temporal.Compression == "gzip", "temporal.compression: %q is neither none nor gzip", c.Temporal.Compression)
 	check(c.Transfer.Connections >= 1 && c.Transfer.Connections <= 64, "transfer.connections: %d not in 1..64", c.Transfer.Connections)
 	check(c.Dev.Temporal == "server" || c.Dev.Temporal == "dev", "dev.temporal: %q is neither server nor dev", c.Dev.Temporal)
 	check(c.Kafka.StartsInFlight >= 1 && c.Kafka.StartsInFlight <= 1024, "kafka.starts_in_flight: %d not in 1..1024", c.Kafka.StartsInFlight)
