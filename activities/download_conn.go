@@ -194,7 +194,8 @@ func (d *download) runConnection(ctx context.Context, c *connection, work <-chan
 	g, gctx := errgroup.WithContext(ctx)
 	for range readers {
 		g.Go(func() error {
-			buf := make([]byte, min(int64(chunk), max(d.in.RangeSize, 1)))
+			// No larger than the file: a small file's download must not allocate a chunk it never fills.
+			buf := make([]byte, min(int64(chunk), max(d.in.RangeSize, 1), max(d.in.Size, 1)))
 			for i := range work {
 				d.mu.Lock()
 				from := d.partial[i]

@@ -44,7 +44,7 @@ func (a *Transfer) Verify(ctx context.Context, in VerifyInput) (_ VerifyResult, 
 	r := &countReader{r: f}
 	t := time.NewTicker(a.heartbeatEvery())
 	defer t.Stop()
-	buf := make([]byte, 1<<20)
+	buf := make([]byte, min(1<<20, max(in.Size+1, 1))) // one read past the end finds EOF
 	for {
 		n, err := r.Read(buf)
 		h.Write(buf[:n])
