@@ -78,7 +78,7 @@ func (b *bundle) upload(t *testing.T, jobID, key, sum string, size int64) (activ
 // its stored MD5, that MD5 is one of the two jobs', and each upload reports the MD5 it uploaded.
 func TestTwoJobsOneKeyNeverMixBytes(t *testing.T) {
 	b := setup(t)
-	const size = 6<<20 + 17 // multipart
+	const size = 6<<20 + 17 // one PUT each (below the 16 MiB multipart threshold)
 	sumX := b.env.WriteFile(t, "same/x.bin", size, 1)
 	sumY := b.env.WriteFile(t, "same/y.bin", size, 2)
 	const key = "shared/key.bin"

@@ -108,14 +108,20 @@ func (a *Transfer) checkObject(ctx context.Context, in UploadInput, res *UploadR
 	return nil
 }
 
+// multipartThreshold is the smallest file uploaded in parts; a smaller one is one PUT.
+const multipartThreshold = 16 << 20
+
 // put uploads the job's completed file.
 func (a *Transfer) put(ctx context.Context, in UploadInput) error {
 	// An earlier attempt that died mid-upload (a killed worker) left its multipart upload open:
-	// abort it, so the bucket keeps no orphaned parts.
-	if n, err := a.abortStale(ctx, in.Bucket, in.Key); err != nil {
-		return err
-	} else if n > 0 {
-		a.log(ctx, in.JobID).Info("aborted incomplete multipart uploads of an earlier attempt", "key", in.Key, "uploads", n)
+	// abort it, so the bucket keeps no orphaned parts. A file below the threshold never had one.
+	threshold := max(multipartThreshold, a.PartSize)
+	if in.Size >= threshold {
+		if n, err := a.abortStale(ctx, in.Bucket, in.Key); err != nil {
+			return err
+		} else if n > 0 {
+			a.log(ctx, in.JobID).Info("aborted incomplete multipart uploads of an earlier attempt", "key", in.Key, "uploads", n)
+		}
 	}
 	name := CompletedPath(in.JobID, in.Key)
 	f, err := a.Completed.Open(name)
@@ -127,6 +133,7 @@ func (a *Transfer) put(ctx context.Context, in UploadInput) error {
 	defer a.heartbeatWhile(ctx, func() any { return body.n.Load() })()
 	tm := transfermanager.New(a.S3, func(o *transfermanager.Options) {
 		o.ChecksumAlgorithm = tmtypes.ChecksumAlgorithmCrc32
+		o.MultipartUploadThreshold = threshold
 		if a.PartSize > 0 {
 			o.PartSizeBytes = a.PartSize
 		}
