@@ -18,7 +18,7 @@ func TestMain(m *testing.M) { testproc.Main(m) }
 func TestBenchSmoke(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	o := options{size: 2 << 20, reps: 1, rtts: []time.Duration{20 * time.Millisecond}, jobs: 10,
+	o := options{size: 2 << 20, reps: 1, rtts: []time.Duration{20 * time.Millisecond}, jobs: 10, warmup: 3,
 		scenarios: map[int]bool{1: true, 2: true, 3: true, 4: true, 5: true, 6: true}, dir: t.TempDir(),
 		k: kafkasyncSettings{Connections: 4, RangeSize: 256 << 10, ChunkSize: 256 << 10}}
 	r, err := run(ctx, o, io.Discard)
