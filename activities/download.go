@@ -1,9 +1,11 @@
 package activities
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"sync"
 	"sync/atomic"
@@ -119,7 +121,75 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	if err != nil {
 		return DownloadResult{}, d.failed(ctx, err)
 	}
+	d.a.removeJournal(d.name) // the staging file is complete: nothing left to resume
 	return d.result(ctx), nil
+}
+
+// readWhole reads a small remote file whole into memory on one connection (the shared pool's when
+// the source has one), under the same slots, bandwidth, stall watchdog and change check as
+// Download, with no staging file: a retry reads it again.
+func (a *Transfer) readWhole(ctx context.Context, in DownloadInput) (_ []byte, _ DownloadResult, err error) {
+	start := time.Now()
+	metrics.ActiveDownloads.Inc()
+	defer func() { metrics.ActiveDownloads.Dec(); metrics.Observe("download", start, err) }()
+	if err := a.checkSize(in.RemotePath, in.Size); err != nil {
+		return nil, DownloadResult{}, err
+	}
+	src, err := a.source(in.Source)
+	if err != nil {
+		return nil, DownloadResult{}, err
+	}
+	d := &download{a: a, src: src, in: in, n: 1, start: start, conns: 1, done: NewRangeSet(nil, 1), partial: map[int]int64{}}
+	slots, err := d.takeSlots(ctx)
+	defer slots.release()
+	if err != nil {
+		return nil, DownloadResult{}, err
+	}
+	c, err := d.openFirst(ctx, slots)
+	if err != nil {
+		return nil, DownloadResult{}, classify("download "+in.RemotePath, err)
+	}
+	defer c.close()
+	sctx, stall := context.WithCancelCause(ctx)
+	defer stall(nil)
+	slots.watch(sctx, stall)
+	d.lastByte.Store(time.Now().UnixNano())
+	defer d.watchStall(sctx, stall)()
+	defer c.abortOn(sctx)()
+	data, err := d.readAll(sctx, c)
+	if err == nil {
+		var fi os.FileInfo
+		if fi, err = c.c.Stat(in.RemotePath); err == nil {
+			err = d.changed(fi)
+		}
+	}
+	if err != nil {
+		if cause := context.Cause(sctx); ctx.Err() == nil && (errors.Is(cause, ErrStalled) || errors.Is(cause, hostlimit.ErrLost)) {
+			return nil, DownloadResult{}, cause
+		}
+		return nil, DownloadResult{}, classify("download "+in.RemotePath, err)
+	}
+	return data, d.result(ctx), nil
+}
+
+// readAll reads the open remote file into one buffer of its size, a chunk at a time as the
+// source's bandwidth allows.
+func (d *download) readAll(ctx context.Context, c *connection) ([]byte, error) {
+	data := make([]byte, d.in.Size)
+	chunk := int64(cmp.Or(d.a.ChunkSize, 1<<20))
+	for off := int64(0); off < d.in.Size; {
+		m := min(chunk, d.in.Size-off)
+		if err := d.src.wait(ctx, int(m)); err != nil {
+			return nil, err
+		}
+		k, err := c.rf.ReadAt(data[off:off+m], off)
+		off += int64(k)
+		d.report(0, int64(k), false)
+		if err != nil && !(errors.Is(err, io.EOF) && off == d.in.Size) {
+			return nil, err
+		}
+	}
+	return data, nil
 }
 
 // fetch runs the attempt's connections until every missing range is written or one fails; the
@@ -192,7 +262,6 @@ func (d *download) failed(ctx context.Context, err error) error {
 }
 
 func (d *download) result(ctx context.Context) DownloadResult {
-	d.a.removeJournal(d.name) // the staging file is complete: nothing left to resume
 	el := time.Since(d.start).Seconds()
 	res := DownloadResult{Size: d.in.Size, ModTime: d.remote.ModTime, Fetched: d.fetched.Load(), Resumed: d.resumed,
 		Seconds: el, HostID: d.a.HostID, Connections: d.conns}

@@ -164,11 +164,11 @@ func TestUploadRefusesAnUnverifiedFile(t *testing.T) {
 func TestCompletedIsEmptiedOrSwept(t *testing.T) {
 	b := setup(t)
 	const size = 200 << 10
-	sum := b.env.WriteFile(t, "c/a.bin", size, 4)
+	b.env.WriteFile(t, "c/a.bin", size, 4)
 	run := func(id string) {
 		t.Helper()
-		if _, err := b.actEnv().ExecuteActivity(b.tr.Small, activities.SmallInput{JobID: id, RemotePath: "/c/a.bin", Size: size,
-			RangeSize: 1 << 20, MD5: sum, Key: "c/" + id}); err != nil {
+		sum := b.hostSteps(t, id, "/c/a.bin", "c/"+id, size)
+		if _, err := b.upload(t, id, "c/"+id, sum, size); err != nil {
 			t.Fatal(err)
 		}
 	}

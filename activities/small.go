@@ -1,18 +1,19 @@
 package activities
 
 import (
+	"bytes"
 	"context"
 	"crypto/md5"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
 	"reflect"
 	"time"
 
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
+	"golang.org/x/sync/semaphore"
 )
 
 // SmallInput is the whole host-side transfer of one small file.
@@ -28,7 +29,7 @@ type SmallInput struct {
 	Connections int
 	// MD5 is the expected digest, or "".
 	MD5 string
-	// Key is the S3 key; the file waits under completed/<job id>/<key>.
+	// Key is the S3 key.
 	Key string
 }
 
@@ -37,16 +38,15 @@ type SmallResult struct {
 	Download DownloadResult
 	MD5      string
 	Upload   UploadResult
-	// Reused is true when an earlier attempt had already verified and promoted the file: this one
-	// only uploaded it.
-	Reused bool
 }
 
-// Small runs Download, Verify, Promote and Upload of one small file as one activity, for files that
-// take less time to move than the round trips between four activities; the workflow runs it as a
-// local activity. Each step behaves as on its own. A failure names its step in the
-// ApplicationError's details (see FailedStep); a retry that finds the file already promoted (same
-// size and the job's MD5; never without one) goes straight to the upload.
+// Small runs the host steps of one small file as one activity, in memory: it reads the file whole
+// (checking it did not change meanwhile), hashes it, and uploads those bytes, with no staging file,
+// journal or rename, for files that take less time to move than the round trips between four
+// activities; the workflow runs it as a local activity. A retry reads the file again; the upload of
+// a key already there with the same MD5 is skipped. A failure names its step (download, verify or
+// upload) in the ApplicationError's details (see FailedStep). The files held at once are bounded
+// by SmallMemory.
 func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error) {
 	var res SmallResult
 	// The steps end a little before the attempt does, so that a step that hangs fails with its
@@ -57,32 +57,28 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 		ctx, cancel = context.WithDeadline(ctx, dl.Add(-5*time.Second))
 		defer cancel()
 	}
-	// Reuse only what the job's own MD5 vouches for: without one, a file an earlier run of this job
-	// left (before the remote file changed) could pass for this one's.
-	if _, err := a.Staging.Stat(StagingName(in.JobID)); errors.Is(err, fs.ErrNotExist) && in.MD5 != "" {
-		if fi, err := a.Completed.Stat(CompletedPath(in.JobID, in.Key)); err == nil && fi.Mode().IsRegular() && fi.Size() == in.Size {
-			if sum, err := a.completedMD5(CompletedPath(in.JobID, in.Key)); err == nil && sum == in.MD5 {
-				res.MD5, res.Reused = sum, true
-			}
-		}
+	mem := a.smallMemory()
+	if in.Size > mem.limit {
+		return res, inStep(outer, ctx, "download", final(ErrTypeTooLarge,
+			fmt.Sprintf("%s: %d bytes, more than transfer.small_memory (%d)", in.RemotePath, in.Size, mem.limit)))
 	}
-	if !res.Reused {
-		dl, err := a.Download(ctx, DownloadInput{JobID: in.JobID, Source: in.Source, RemotePath: in.RemotePath, Size: in.Size,
-			RangeSize: in.RangeSize, Connections: in.Connections})
-		if err != nil {
-			return res, inStep(outer, ctx, "download", err)
-		}
-		res.Download = dl
-		vr, err := a.Verify(ctx, VerifyInput{JobID: in.JobID, MD5: in.MD5, Size: in.Size})
-		if err != nil {
-			return res, inStep(outer, ctx, "verify", err)
-		}
-		res.MD5 = vr.MD5
-		if _, err := a.Promote(ctx, PromoteInput{JobID: in.JobID, Key: in.Key, Size: in.Size}); err != nil {
-			return res, inStep(outer, ctx, "promote", err)
-		}
+	if err := mem.Acquire(ctx, max(in.Size, 1)); err != nil {
+		return res, inStep(outer, ctx, "download", err)
 	}
-	up, err := a.Upload(ctx, UploadInput{JobID: in.JobID, Bucket: in.Bucket, Key: in.Key, MD5: res.MD5, Size: in.Size})
+	defer mem.Release(max(in.Size, 1))
+	data, dl, err := a.readWhole(ctx, DownloadInput{JobID: in.JobID, Source: in.Source, RemotePath: in.RemotePath, Size: in.Size,
+		RangeSize: in.RangeSize, Connections: in.Connections})
+	if err != nil {
+		return res, inStep(outer, ctx, "download", err)
+	}
+	res.Download = dl
+	sum := md5.Sum(data)
+	res.MD5 = hex.EncodeToString(sum[:])
+	if in.MD5 != "" && res.MD5 != in.MD5 {
+		return res, inStep(outer, ctx, "verify", final(ErrTypeChecksumMismatch, fmt.Sprintf("md5 %s, job says %s", res.MD5, in.MD5)))
+	}
+	up, err := a.upload(ctx, UploadInput{JobID: in.JobID, Bucket: in.Bucket, Key: in.Key, MD5: res.MD5, Size: in.Size},
+		func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
 	if err != nil {
 		return res, inStep(outer, ctx, "upload", err)
 	}
@@ -90,21 +86,28 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 	return res, nil
 }
 
+// smallBudget bounds the bytes of small files a worker holds at once.
+type smallBudget struct {
+	*semaphore.Weighted
+	limit int64
+}
+
+// DefaultSmallMemory is SmallMemory's default.
+const DefaultSmallMemory = 256 << 20
+
+func (a *Transfer) smallMemory() smallBudget {
+	a.smallOnce.Do(func() {
+		limit := a.SmallMemory
+		if limit <= 0 {
+			limit = DefaultSmallMemory
+		}
+		a.small = smallBudget{semaphore.NewWeighted(limit), limit}
+	})
+	return a.small
+}
+
 // heartbeat records an activity's progress details.
 func heartbeat(ctx context.Context, details any) { activity.RecordHeartbeat(ctx, details) }
-
-func (a *Transfer) completedMD5(name string) (string, error) {
-	f, err := a.Completed.Open(name)
-	if err != nil {
-		return "", err
-	}
-	defer f.Close()
-	h := md5.New()
-	if _, err := io.Copy(h, f); err != nil {
-		return "", err
-	}
-	return hex.EncodeToString(h.Sum(nil)), nil
-}
 
 // inStep names the step of a Small failure, keeping its type, message and retryability. attempt is
 // the activity's context, steps the one the steps run with, which ends a little earlier.
@@ -126,7 +129,7 @@ func inStep(attempt, steps context.Context, step string, err error) error {
 	return temporal.NewApplicationErrorWithOptions(msg, typ, opts)
 }
 
-// FailedStep returns the step a Small activity failed in (download, verify, promote, upload), or
+// FailedStep returns the step a Small activity failed in (download, verify, upload), or
 // "" when err does not come from one.
 func FailedStep(err error) string {
 	var app *temporal.ApplicationError

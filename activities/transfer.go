@@ -9,6 +9,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"sync"
 	"time"
 
 	"github.com/IBM/sarama"
@@ -77,6 +78,10 @@ type Transfer struct {
 	// KeepCompleted keeps a job's completed file this long after its upload was verified; 0
 	// removes it at once.
 	KeepCompleted time.Duration
+	// SmallMemory bounds the bytes of small files (Small) held in memory at once (0: 256 MiB).
+	SmallMemory int64
+	smallOnce   sync.Once
+	small       smallBudget
 	// Heartbeat is how often the long steps record a heartbeat.
 	Heartbeat time.Duration
 	Now       func() time.Time

@@ -55,7 +55,25 @@ type UploadResult struct {
 // checks the object's size and stored MD5. An object already there with the same MD5 and size is
 // left alone, so retries and re-runs are idempotent. Once the object is verified the local copy is
 // released (see releaseCompleted).
-func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, err error) {
+func (a *Transfer) Upload(ctx context.Context, in UploadInput) (UploadResult, error) {
+	name := CompletedPath(in.JobID, in.Key)
+	res, err := a.upload(ctx, in, func() (io.ReadCloser, error) {
+		f, err := a.Completed.Open(name)
+		if err != nil {
+			return nil, fmt.Errorf("upload open %s: %w", name, err)
+		}
+		return f, nil
+	})
+	if err != nil {
+		return res, err
+	}
+	a.releaseCompleted(ctx, in.JobID)
+	return res, nil
+}
+
+// upload puts the bytes open returns, unless the object is already there with this MD5 and size,
+// and checks what the server then holds.
+func (a *Transfer) upload(ctx context.Context, in UploadInput, open func() (io.ReadCloser, error)) (_ UploadResult, err error) {
 	start := time.Now()
 	defer func() { metrics.Observe("upload", start, err) }()
 	in.Bucket = cmp.Or(in.Bucket, a.Bucket)
@@ -66,14 +84,13 @@ func (a *Transfer) Upload(ctx context.Context, in UploadInput) (_ UploadResult, 
 	}
 	if head != nil && head.Metadata[s3client.MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size {
 		res.Skipped = true
-	} else if err := a.put(ctx, in); err != nil {
+	} else if err := a.put(ctx, in, open); err != nil {
 		return res, err
 	}
 	if err := a.checkObject(ctx, in, &res); err != nil {
 		return res, err
 	}
 	res.Seconds = time.Since(start).Seconds()
-	a.releaseCompleted(ctx, in.JobID)
 	return res, nil
 }
 
@@ -111,8 +128,8 @@ func (a *Transfer) checkObject(ctx context.Context, in UploadInput, res *UploadR
 // multipartThreshold is the smallest file uploaded in parts; a smaller one is one PUT.
 const multipartThreshold = 16 << 20
 
-// put uploads the job's completed file.
-func (a *Transfer) put(ctx context.Context, in UploadInput) error {
+// put uploads the bytes open returns.
+func (a *Transfer) put(ctx context.Context, in UploadInput, open func() (io.ReadCloser, error)) error {
 	// An earlier attempt that died mid-upload (a killed worker) left its multipart upload open:
 	// abort it, so the bucket keeps no orphaned parts. A file below the threshold never had one.
 	threshold := max(multipartThreshold, a.PartSize)
@@ -123,10 +140,9 @@ func (a *Transfer) put(ctx context.Context, in UploadInput) error {
 			a.log(ctx, in.JobID).Info("aborted incomplete multipart uploads of an earlier attempt", "key", in.Key, "uploads", n)
 		}
 	}
-	name := CompletedPath(in.JobID, in.Key)
-	f, err := a.Completed.Open(name)
+	f, err := open()
 	if err != nil {
-		return fmt.Errorf("upload open %s: %w", name, err)
+		return err
 	}
 	defer f.Close()
 	body := &hashingReader{r: f, h: md5.New(), size: in.Size, want: in.MD5}

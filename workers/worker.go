@@ -121,6 +121,7 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 		StallTimeout:  cfg.Transfer.StallTimeout.D(),
 		MaxFileSize:   int64(cfg.Transfer.MaxFileSize),
 		KeepCompleted: cfg.Transfer.KeepCompleted.D(),
+		SmallMemory:   int64(cfg.Transfer.SmallMemory),
 		Logger:        logger,
 	}
 	for _, name := range cfg.SourceNames() {

@@ -234,7 +234,7 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 		r.attempts += int(dl.Attempt)
 		r.res.Download = dl
 		r.status.Stage = "verify"
-		if err := r.recordDownloaded(ctx, dl, false); err != nil {
+		if err := r.recordDownloaded(ctx, dl); err != nil {
 			return "audit", err
 		}
 		if err := r.flush(ctx); err != nil {
@@ -291,13 +291,13 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 	return "", nil
 }
 
-// smallSteps runs the host-bound steps of a small file as one local activity, on the worker running
-// this workflow task, and records the same audit events as hostSteps. A checksum mismatch downloads
-// again, as there. With the stat, the host claim and the audit rows, the whole job is one workflow
-// task, with no activity task and no second round trip through the server. The staging and
-// completed files are then this worker's; a worker that dies leaves the task to another, which runs
-// it all again (Small finds nothing of it there and downloads again; the upload of a key already
-// there with the same MD5 is skipped).
+// smallSteps runs the host-bound steps of a small file as one local activity, in memory on the
+// worker running this workflow task, and records the audit events of hostSteps but the promote,
+// which a file that never touches the disk does not have. A checksum mismatch downloads again, as
+// there. With the stat, the host claim and the audit rows, the whole job is one workflow task, with
+// no activity task and no second round trip through the server; a worker that dies leaves the task
+// to another, which runs it all again (the upload of a key already there with the same MD5 is
+// skipped).
 func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st activities.StatResult) (string, error) {
 	o := r.in.Options
 	for round := 1; ; round++ {
@@ -309,7 +309,7 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 			return "audit", err
 		}
 		var sr activities.SmallResult
-		summary := fmt.Sprintf("download, verify, promote and upload %s (%d bytes) on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)
+		summary := fmt.Sprintf("download, verify and upload %s (%d bytes) in memory on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)
 		in := activities.SmallInput{JobID: r.in.Job.ID, Source: r.in.Job.Source, Bucket: o.Bucket, RemotePath: r.in.Job.RemotePath, Size: st.Size,
 			RangeSize: o.RangeSize, Connections: o.Connections, MD5: r.in.Job.MD5, Key: r.in.Job.Key()}
 		// An hour per attempt: the download may wait that long for a slot of the SFTP server's
@@ -331,7 +331,7 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 			}
 			// The steps before the failed one succeeded: the audit trail says so, as for large files.
 			for _, done := range []struct{ step, status string }{{"download", audit.StatusVerifying},
-				{"verify", audit.StatusVerifying}, {"promote", audit.StatusUploading}} {
+				{"verify", audit.StatusUploading}} {
 				if done.step == stage {
 					break
 				}
@@ -353,15 +353,12 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 		r.attempts += max(int(dl.Attempt), 1)
 		r.res.Download, r.res.MD5 = dl, sr.MD5
 		r.status.Stage = "upload"
-		if err := r.recordDownloaded(ctx, dl, sr.Reused); err != nil {
+		if err := r.recordDownloaded(ctx, dl); err != nil {
 			return "audit", err
 		}
-		if err := r.record(ctx, "verify", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
+		if err := r.record(ctx, "verify", "succeeded", audit.StatusUploading, func(ev *audit.Event) {
 			ev.MD5Actual = sr.MD5
 		}); err != nil {
-			return "audit", err
-		}
-		if err := r.record(ctx, "promote", "succeeded", audit.StatusUploading, nil); err != nil {
 			return "audit", err
 		}
 		up := sr.Upload
@@ -383,14 +380,11 @@ func (r *run) recordDownloadStarted(ctx workflow.Context, claim activities.HostC
 	})
 }
 
-func (r *run) recordDownloaded(ctx workflow.Context, dl activities.DownloadResult, reused bool) error {
+func (r *run) recordDownloaded(ctx workflow.Context, dl activities.DownloadResult) error {
 	return r.record(ctx, "download", "succeeded", audit.StatusVerifying, func(ev *audit.Event) {
 		ev.BytesPerSec = dl.BytesPerSec
 		ev.Detail = fmt.Sprintf("%d bytes modified %s in %.3fs (fetched %d, resumed %d) over %d connections, attempt %d",
 			dl.Size, dl.ModTime.UTC().Format(time.RFC3339), dl.Seconds, dl.Fetched, dl.Resumed, dl.Connections, dl.Attempt)
-		if reused {
-			ev.Detail = "verified and promoted by an earlier attempt"
-		}
 	})
 }
 

@@ -208,7 +208,7 @@ func TestSmallFileOneActivity(t *testing.T) {
 		t.Fatalf("%d Small activities, result %+v", smalls, r)
 	}
 	want := []string{"queued:started:QUEUED", "stat:succeeded:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
-		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED", "done_event:succeeded:SUCCEEDED"}
+		"verify:succeeded:UPLOADING", "upload:succeeded:SUCCEEDED", "done_event:succeeded:SUCCEEDED"}
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
 	}
@@ -258,7 +258,7 @@ func TestSmallFileTimeoutNamesTheStepThatHung(t *testing.T) {
 		t.Fatalf("dead letters %+v", f.dead)
 	}
 	want := []string{"queued:started:QUEUED", "stat:succeeded:QUEUED", "download:started:DOWNLOADING", "download:succeeded:VERIFYING",
-		"verify:succeeded:VERIFYING", "promote:succeeded:UPLOADING", "dead_letter:succeeded:DEAD_LETTERED"}
+		"verify:succeeded:UPLOADING", "dead_letter:succeeded:DEAD_LETTERED"}
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
 	}

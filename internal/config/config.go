@@ -139,6 +139,8 @@ type Transfer struct {
 	// SmallFile: files up to this size run download, verify, promote and upload as one activity,
 	// saving three task round trips through Temporal; 0 turns it off.
 	SmallFile ByteSize `toml:"small_file" env:"SMALL_FILE"`
+	// SmallMemory bounds the bytes of small files one worker holds in memory at once.
+	SmallMemory ByteSize `toml:"small_memory" env:"SMALL_MEMORY"`
 	// MaxFileSize refuses larger remote files at stat and at download (default 5TiB, S3's limit
 	// for one object).
 	MaxFileSize ByteSize `toml:"max_file_size" env:"MAX_FILE_SIZE"`
@@ -268,6 +270,7 @@ func Default() Config {
 			RetryInterval:    Duration(time.Second),
 			HostMoves:        3,
 			SmallFile:        4 << 20,
+			SmallMemory:      256 << 20,
 			MaxFileSize:      5 << 40,
 		},
 		S3: S3{
@@ -403,6 +406,7 @@ func (c Config) Validate() error {
 	check(c.Transfer.HostID != "" && !strings.ContainsAny(c.Transfer.HostID, " /\t"), "transfer.host_id: %q unusable in a task queue name", c.Transfer.HostID)
 	check(c.Transfer.MaxFileSize > 0, "transfer.max_file_size: must be above 0")
 	check(c.Transfer.KeepCompleted >= 0, "transfer.keep_completed: negative")
+	check(c.Transfer.SmallMemory >= c.Transfer.SmallFile, "transfer.small_memory: %d is less than transfer.small_file (%d)", c.Transfer.SmallMemory, c.Transfer.SmallFile)
 	for _, name := range c.SourceNames() {
 		s, _ := c.Source(name)
 		errs = append(errs, validateSource(name, s)...)
