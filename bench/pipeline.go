@@ -396,8 +396,8 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 			{"rclone copy (sftp → s3, 16 transfers)", rc.Round(time.Millisecond).String(), fmt.Sprintf("%.1f", rr), "", "", fmt.Sprintf("**%.2f×**", kr/rr)}},
 		notes: []string{fmt.Sprintf("Measured after %d warm-up jobs of other files, not counted. ", o.warmup) +
 			"Latency: from publishing the job message to the job's audit row turning SUCCEEDED. Each kafkasync job is a " +
-			"durable workflow of one workflow task: the stat, the host claim, Small (download, verify, rename and upload of a file up to " +
-			"transfer.small_file) and the audit writes as local activities; rclone keeps no state. " +
+			"durable workflow of one workflow task: the stat, the host claim, Small (download, verify and upload of a file up to " +
+			"transfer.small_file, in memory) and the audit writes as local activities; rclone keeps no state. " +
 			fmt.Sprintf("The engine ceiling runs on the same Temporal server in the same run: %d workflows that only run as many local activities as "+
 				"a kafkasync job did (counted in its history), started with the bridge's options (search attributes, eager start), %d at once "+
 				"(partitions × kafka.starts_in_flight); each ends at its last local activity, as a kafkasync job at its SUCCEEDED row. ", n, inFlight) +

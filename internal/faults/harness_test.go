@@ -82,8 +82,15 @@ type suite struct {
 	began   time.Time
 }
 
-// start runs the servers; tweak adjusts the config the workers and bridges get.
+// start runs the servers for a scenario of at most 8 minutes; tweak adjusts the config the workers
+// and bridges get.
 func start(t *testing.T, o testenv.Options, tweak func(*config.Config)) *suite {
+	t.Helper()
+	return startFor(t, 8*time.Minute, o, tweak)
+}
+
+// startFor is start for a scenario of at most timeout.
+func startFor(t *testing.T, timeout time.Duration, o testenv.Options, tweak func(*config.Config)) *suite {
 	t.Helper()
 	env := testenv.Start(t, o)
 	s := &suite{t: t, env: env, cfg: env.Cfg, want: map[string]want{}, refused: map[string]string{}, replays: map[string]int{},
@@ -93,7 +100,7 @@ func start(t *testing.T, o testenv.Options, tweak func(*config.Config)) *suite {
 	if tweak != nil {
 		tweak(&s.cfg)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	t.Cleanup(cancel)
 	s.ctx = ctx
 	log := env.Logger(t)

@@ -2,7 +2,9 @@ package faults
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -17,16 +19,27 @@ import (
 )
 
 // Two bridges and three workers, each worker with its own staging folder and host identity, take
-// 1,000 jobs over 6 partitions. One worker is SIGKILLed midway and not restarted: its host-bound
-// jobs move to the others. Every job is archived exactly once, and the SFTP server never sees more
-// sessions at once than sftp.max_connections allows across the fleet.
+// 1,000 jobs (KAFKASYNC_SCALE_JOBS, e.g. 10000) over 6 partitions. One worker is SIGKILLed midway
+// and not restarted: its host-bound jobs move to the others. Every job is archived exactly once, and
+// the SFTP server never sees more sessions at once than sftp.max_connections allows across the
+// fleet.
 func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 	const (
-		jobs     = 1000
 		maxConns = 6
 		maxJobs  = 4
+		large    = 20 // files of 32 MiB among the jobs, spread evenly
 	)
-	s := start(t, testenv.Options{Kafka: devstack.KafkaApache, Partitions: 6}, func(c *config.Config) {
+	jobs := 1000
+	if v := os.Getenv("KAFKASYNC_SCALE_JOBS"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 100 {
+			t.Fatalf("KAFKASYNC_SCALE_JOBS=%q: want a number of at least 100", v)
+		}
+		jobs = n
+	}
+	// Ten jobs a second at the least, on top of the scenario's 8 minutes.
+	budget := time.Duration(jobs/10) * time.Second
+	s := startFor(t, 8*time.Minute+budget, testenv.Options{Kafka: devstack.KafkaApache, Partitions: 6}, func(c *config.Config) {
 		c.Transfer.MinAge = 0
 		c.Transfer.Connections = 2
 		c.SFTP.MaxConnections, c.SFTP.MaxJobs = maxConns, maxJobs
@@ -51,25 +64,25 @@ func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 	s.bridge(s.cfg)
 	s.bridge(s.cfg)
 
-	// Mostly small files (one local activity each), every 50th a larger one (four activities on the
+	// Mostly small files (one local activity each), twenty larger ones (four activities on the
 	// claiming host's queue), so transfers are in flight when the worker dies.
 	srv.ResetPeak()
 	start := time.Now()
 	for i := range jobs {
 		size := int64(16<<10 + (i%7)*24<<10)
-		if i%50 == 0 {
+		if i%(jobs/large) == 0 {
 			size = 32 << 20
 		}
 		s.job(fmt.Sprintf("scale-%04d", i), fmt.Sprintf("in/scale/%02d/f%04d.bin", i%20, i), size, uint64(i))
 	}
 	t.Logf("published %d jobs over 6 partitions in %s", jobs, time.Since(start).Round(time.Millisecond))
 
-	s.waitFor("a third of the jobs", 2*time.Minute, func() bool { return s.succeeded() >= jobs/3 })
+	s.waitFor("a third of the jobs", 2*time.Minute+budget/3, func() bool { return s.succeeded() >= jobs/3 })
 	// Then the moment host-b is downloading a large job, as Temporal sees it (the audit rows lag
 	// behind by a workflow task): a Download started on the host queue of host-b, which only
 	// host-b's worker polls. A small job is gone in a few milliseconds.
 	var caught string
-	s.waitFor("host-b to be downloading a large job", time.Minute, func() bool {
+	s.waitFor("host-b to be downloading a large job", time.Minute+budget/2, func() bool {
 		rows, err := s.store.Pool().Query(s.ctx, `SELECT job_id FROM jobs j WHERE size_bytes >= 32 << 20 AND status <> 'SUCCEEDED'
 			AND EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = j.job_id AND e.step = 'download' AND e.outcome = 'started'
 				AND e.detail LIKE '% on host-b%')`)
@@ -105,7 +118,7 @@ func TestScaleTwoBridgesThreeWorkers(t *testing.T) {
 	time.Sleep(time.Second)
 	srv.ResetPeak()
 
-	s.waitFor("every job", 4*time.Minute, func() bool { return s.succeeded() == jobs })
+	s.waitFor("every job", 4*time.Minute+budget, func() bool { return s.succeeded() == jobs })
 	drain := time.Since(start)
 
 	var moved, onB, onA, onC int
