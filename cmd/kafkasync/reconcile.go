@@ -3,9 +3,9 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
-	"os"
 	"sort"
 	"time"
 
@@ -17,6 +17,10 @@ import (
 	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/workers"
 )
+
+// errDifferences is reconcile's failure when the ledger does not balance (exit code 1, as for any
+// error, so cron mails it).
+var errDifferences = errors.New("the ledger has differences")
 
 func (a *app) reconcileCmd() *cobra.Command {
 	var since time.Duration
@@ -56,7 +60,7 @@ It reads PostgreSQL, the bucket, Kafka and Temporal. The exit code is 0 when not
 				return err
 			}
 			if len(r.Differences) > 0 {
-				os.Exit(1)
+				return fmt.Errorf("%w: %d", errDifferences, len(r.Differences))
 			}
 			return nil
 		},

@@ -176,15 +176,15 @@ type UI struct {
 	Listen string `toml:"listen" env:"LISTEN"`
 	// PublicURL is how users reach the dashboard; default http://<Listen>.
 	PublicURL string `toml:"public_url" env:"PUBLIC_URL"`
-	// APIKey authorises every action that changes something (header X-API-Key, or a login session).
-	// Without one the dashboard is read-only.
+	// APIKey is an admin's key, kept for deployments from before accounts (header X-API-Key, or a
+	// login session); accounts and their keys live in the audit database.
 	APIKey Secret `toml:"api_key" env:"API_KEY"`
 	// PublicRead lets anyone read the pages and the read-only API without logging in.
 	PublicRead bool `toml:"public_read" env:"PUBLIC_READ"`
 	// RateLimit is the requests per second allowed per client address (burst: twice that).
 	RateLimit float64 `toml:"rate_limit" env:"RATE_LIMIT"`
-	// ReconcileEvery is how often the dashboard reconciles the last day's jobs against the bucket,
-	// for the kafkasync_reconcile_differences gauge; 0: never.
+	// ReconcileEvery is how often the dashboard reconciles the last day, for the
+	// kafkasync_reconcile_differences gauge; 0: never.
 	ReconcileEvery Duration `toml:"reconcile_every" env:"RECONCILE_EVERY"`
 	// Presign answers an archive download with a redirect to a presigned S3 URL (valid 5 minutes)
 	// instead of streaming the bytes through the dashboard: the browser must reach S3 itself, and

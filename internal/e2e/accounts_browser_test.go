@@ -29,7 +29,7 @@ func accountsDashboard(t *testing.T) (*audit.Store, *httptest.Server) {
 }
 
 // An admin adds an operator through the accounts page, makes it a key (shown once) and sees the
-// list; the operator, logged in, has no Accounts link and is refused the page.
+// list; the operator and a viewer, logged in, have no Accounts link and are refused the page.
 func TestAccountsInBrowser(t *testing.T) {
 	store, srv := accountsDashboard(t)
 	const adminPW, opPW = "the admin's long password", "the operator's password"
@@ -119,6 +119,22 @@ func TestAccountsInBrowser(t *testing.T) {
 	if got := text("main h1"); got != "403" || !strings.Contains(text("main .err"), "admin role") {
 		t.Fatalf("an operator on /accounts sees %q: %q", got, text("main .err"))
 	}
+
+	// A viewer, added by the admin as well, is refused the page the same way.
+	if _, err := store.AddAccount(context.Background(), "view-bot", audit.RoleViewer, "the viewer's password", "account:admin"); err != nil {
+		t.Fatal(err)
+	}
+	step("log out", chromedp.Navigate(srv.URL+"/"), chromedp.Click(chromedp.CSS("header form button")),
+		chromedp.WaitVisible(chromedp.CSS(`a[href^="/login"]`)))
+	login("view-bot", "the viewer's password")
+	if got := text("#who"); got != "account:view-bot (viewer)" || count(`a[href="/accounts"]`) != 0 {
+		t.Fatalf("logged in as %q, %d Accounts links", got, count(`a[href="/accounts"]`))
+	}
+	step("try the accounts page as a viewer", chromedp.Navigate(srv.URL+"/accounts"), chromedp.WaitVisible(chromedp.CSS("main h1")))
+	if got := text("main h1"); got != "403" {
+		t.Fatalf("a viewer on /accounts sees %q", got)
+	}
+	shot("accounts-viewer-refused.png")
 }
 
 // statusWithKey answers the status of a GET with an API key.

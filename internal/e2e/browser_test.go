@@ -288,6 +288,33 @@ func TestDashboardInBrowser(t *testing.T) {
 		t.Fatalf("differences %q", got)
 	}
 	shot("reconcile-difference.png")
+
+	// 6. An admin may do what an operator may: it discards the replay's dead letter, recorded as it.
+	var second audit.DeadLetter
+	for _, d := range again {
+		if d.Offset != dl.Offset || d.Partition != dl.Partition {
+			second = d
+		}
+	}
+	if _, err := p.store.AddAccount(ctx, "ada", audit.RoleAdmin, "ada's long password", "test"); err != nil {
+		t.Fatal(err)
+	}
+	row2 := fmt.Sprintf("#dl-%d-%d", second.Partition, second.Offset)
+	step("log out", chromedp.Click(chromedp.CSS("header form button")), chromedp.WaitVisible(chromedp.CSS(`a[href^="/login"]`)))
+	step("log in as an admin", chromedp.Navigate(srv.URL+"/login?next=/dlq"), chromedp.WaitVisible(chromedp.CSS("#user")),
+		chromedp.SendKeys(chromedp.CSS("#user"), "ada"), chromedp.SendKeys(chromedp.CSS("#password"), "ada's long password"),
+		chromedp.Click(chromedp.CSS("#login-account")), chromedp.WaitVisible(chromedp.CSS(row2+" button.discard")))
+	if got := text("#who"); got != "account:ada (admin)" {
+		t.Fatalf("logged in as %q", got)
+	}
+	step("discard", chromedp.Click(chromedp.CSS(row2+" button.discard")), chromedp.WaitVisible(chromedp.CSS("#notice")))
+	if got := text(row2 + " .dlq-state"); got != audit.DLQDiscarded {
+		t.Fatalf("state after discard %q", got)
+	}
+	if d, err := p.store.DeadLetterAt(ctx, second.Topic, second.Partition, second.Offset); err != nil || d.ActedBy == nil || *d.ActedBy != "account:ada" {
+		t.Fatalf("the discard is recorded as by %v (%v), want account:ada", d.ActedBy, err)
+	}
+	shot("dlq-discarded.png")
 }
 
 // metricValue reads one sample from the Prometheus text format.

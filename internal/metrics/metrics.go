@@ -57,9 +57,9 @@ var (
 		Name: "kafkasync_sftp_slot_wait_seconds", Help: "Time a transfer waited for a slot of an SFTP source's limits (max_connections, max_jobs), by kind (conn or job) and source.",
 		Buckets: prometheus.ExponentialBuckets(0.001, 4, 10), // 1 ms .. ~4 min
 	}, []string{"kind", "source"})
-	// ReconcileDifferences is what the last reconciliation found that the ledger does not account for.
+	// ReconcileDifferences is what the dashboard's last periodic reconciliation of the last day found.
 	ReconcileDifferences = prometheus.NewGauge(prometheus.GaugeOpts{
-		Name: "kafkasync_reconcile_differences", Help: "Differences the last reconciliation found between the audit trail and the bucket (kafkasync reconcile, ui.reconcile_every).",
+		Name: "kafkasync_reconcile_differences", Help: "Differences the dashboard's last reconciliation of the last day found between the messages consumed, the audit trail and the bucket (every ui.reconcile_every).",
 	})
 	// BridgeLag is, per partition of the jobs topic, the messages after the one the bridge just handled.
 	BridgeLag = prometheus.NewGaugeVec(prometheus.GaugeOpts{

@@ -10,19 +10,21 @@ import (
 	"github.com/IBM/sarama"
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"go.temporal.io/sdk/client"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/kafkaops"
 	"github.com/kafkasync/kafkasync/internal/reconcile"
 	"github.com/kafkasync/kafkasync/internal/s3client"
+	"github.com/kafkasync/kafkasync/internal/testenv"
 )
 
 // Every consumed message is accounted for: archived, dead-lettered (refused by the bridge or failed
-// by its workflow), in flight (with a row, or running before its first row), redelivered. A message
-// that started nothing (its workflow dropped), a refused message with no dead letter, and a
-// workflow's dead letter whose job has no row are each listed; a message after the group's
-// committed offset is not counted.
+// by its workflow), in flight (with a row, or its workflow running on Temporal before its first
+// row), redelivered. A message whose workflow was dropped (terminated on Temporal before it wrote
+// a row), a refused message with no dead letter, and a workflow's dead letter whose job has no row
+// are each listed; a message after the group's committed offset is not counted.
 func TestLedgerAccountsForEveryConsumedMessage(t *testing.T) {
 	env, store, s3c := start(t)
 	ctx := context.Background()
@@ -49,7 +51,7 @@ func TestLedgerAccountsForEveryConsumedMessage(t *testing.T) {
 		[]byte(`{"id":`),      // 3 refused, dead letter recorded
 		msg("busy", "north"),  // 4 in flight, with a row
 		msg("early", "north"), // 5 in flight, running before its first row
-		msg("dropped", ""),    // 6 consumed, nothing started: a difference
+		msg("dropped", ""),    // 6 consumed, its workflow terminated before its first row: a difference
 		[]byte(`not json`),    // 7 refused, no dead letter: a difference
 		msg("nodlq", ""),      // 8 failed, its dead letter not published: a difference
 		msg("later", ""),      // 9 after the committed offset
@@ -81,9 +83,16 @@ func TestLedgerAccountsForEveryConsumedMessage(t *testing.T) {
 	deadLetter(t, store, "", audit.StageValidate, topic, 0, offsets[3], 1)
 	deadLetter(t, store, "ghost", "upload", "elsewhere", 0, 0, 2) // a workflow's dead letter without its job
 
+	tc := dialTemporal(t, env)
+	startIdle(t, tc, "file-early")
+	startIdle(t, tc, "file-dropped")
+	if err := tc.TerminateWorkflow(ctx, "file-dropped", "", "dropped by the test"); err != nil {
+		t.Fatal(err)
+	}
+
 	o := reconcile.Options{Store: store, S3: s3c, Messages: reconcile.FromKafka(kc, topic, group),
 		Policy:  job.Policy{Sources: map[string]job.SourcePolicy{"default": {}, "north": {}}},
-		Running: func(_ context.Context, wf string) (bool, error) { return wf == "file-early", nil }}
+		Running: reconcile.FromTemporal(tc)}
 	r, err := reconcile.Check(ctx, o, since)
 	if err != nil {
 		t.Fatal(err)
@@ -114,6 +123,25 @@ func TestLedgerAccountsForEveryConsumedMessage(t *testing.T) {
 	// A window after every message holds none of them.
 	if r, err := reconcile.Check(ctx, o, time.Now().Add(time.Minute)); err != nil || len(r.Ledger) != 0 {
 		t.Fatalf("empty window: %+v %v", r, err)
+	}
+}
+
+// dialTemporal connects to the stack's Temporal.
+func dialTemporal(t *testing.T, env *testenv.Env) client.Client {
+	t.Helper()
+	tc, err := client.Dial(client.Options{HostPort: env.Cfg.Temporal.Address, Namespace: env.Cfg.Temporal.Namespace})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(tc.Close)
+	return tc
+}
+
+// startIdle starts a workflow that no worker polls for: it stays running, with no audit row.
+func startIdle(t *testing.T, tc client.Client, id string) {
+	t.Helper()
+	if _, err := tc.ExecuteWorkflow(context.Background(), client.StartWorkflowOptions{ID: id, TaskQueue: "ledger-test-idle"}, "Idle"); err != nil {
+		t.Fatal(err)
 	}
 }
 

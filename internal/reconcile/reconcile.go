@@ -14,7 +14,6 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/job"
-	"github.com/kafkasync/kafkasync/internal/metrics"
 )
 
 // Kinds of difference.
@@ -110,7 +109,6 @@ func Check(ctx context.Context, o Options, since time.Time) (Report, error) {
 	if err := deadLettersWithoutJob(ctx, o.Store, since, &r); err != nil {
 		return r, err
 	}
-	metrics.ReconcileDifferences.Set(float64(len(r.Differences)))
 	sort.SliceStable(r.Differences, func(i, k int) bool {
 		a, b := r.Differences[i], r.Differences[k]
 		return a.Kind < b.Kind || a.Kind == b.Kind && a.JobID < b.JobID
