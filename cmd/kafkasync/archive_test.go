@@ -37,7 +37,8 @@ func run(t *testing.T, args ...string) (string, string, error) {
 func sumOf(b []byte) string { s := md5.Sum(b); return hex.EncodeToString(s[:]) }
 
 // `kafkasync archive` lists across pages, downloads with the MD5 checked (and fails on a corrupted
-// object, leaving no file), and deletes only with --yes and an admin's key.
+// object, leaving no file), and deletes only with --yes and an admin's key: a viewer's and an
+// operator's are refused.
 func TestArchiveCLI(t *testing.T) {
 	t.Setenv("KAFKASYNC_CONFIG", "")
 	t.Setenv(envAPIKey, "")
@@ -49,7 +50,7 @@ func TestArchiveCLI(t *testing.T) {
 		Archive: &ui.ArchiveOptions{S3: s3c, Buckets: []string{cliBucket}}}))
 	t.Cleanup(srv.Close)
 	keys := map[string]string{}
-	for _, role := range []string{audit.RoleViewer, audit.RoleAdmin} {
+	for _, role := range []string{audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin} {
 		if _, err := store.AddAccount(ctx, role+"-1", role, "", "test"); err != nil {
 			t.Fatal(err)
 		}
@@ -71,6 +72,7 @@ func TestArchiveCLI(t *testing.T) {
 	}
 	flags := []string{"--url", srv.URL}
 	viewer := append([]string{"--key", keys[audit.RoleViewer]}, flags...)
+	operator := append([]string{"--key", keys[audit.RoleOperator]}, flags...)
 	admin := append([]string{"--key", keys[audit.RoleAdmin]}, flags...)
 
 	out, errw, err := run(t, append([]string{"archive", "ls", "in/", "--limit", "2", "--all"}, viewer...)...)
@@ -115,9 +117,14 @@ func TestArchiveCLI(t *testing.T) {
 	if _, _, err = run(t, append([]string{"archive", "rm", "in/f3.bin"}, admin...)...); err == nil || !strings.Contains(err.Error(), "--yes") {
 		t.Fatalf("rm without --yes: %v", err)
 	}
-	if _, _, err = run(t, append([]string{"archive", "rm", "in/f3.bin", "--yes"}, viewer...)...); err == nil || !strings.HasPrefix(err.Error(), "403: ") ||
-		!strings.Contains(err.Error(), "needs the admin role") {
-		t.Fatalf("rm as a viewer: %v", err)
+	for who, as := range map[string][]string{"viewer": viewer, "operator": operator} {
+		if _, _, err = run(t, append([]string{"archive", "rm", "in/f3.bin", "--yes"}, as...)...); err == nil || !strings.HasPrefix(err.Error(), "403: ") ||
+			!strings.Contains(err.Error(), "needs the admin role") {
+			t.Fatalf("rm as %s: %v", who, err)
+		}
+	}
+	if out, _, err := run(t, append([]string{"archive", "ls", "in/"}, operator...)...); err != nil || strings.Count(out, "archived") != 4 || !strings.Contains(out, "md5_differs") {
+		t.Fatalf("ls as an operator: %v\n%s", err, out)
 	}
 	out, errw, err = run(t, append([]string{"archive", "rm", "in/f3.bin", "--yes"}, admin...)...)
 	if err != nil || !strings.Contains(out, "deleted s3://"+cliBucket+"/in/f3.bin by key:") {

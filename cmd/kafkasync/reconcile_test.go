@@ -16,6 +16,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/devstack"
+	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/reconcile"
 	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
@@ -25,8 +26,8 @@ import (
 // `kafkasync reconcile` on the whole stack: a clean window prints its ledger and succeeds; with an
 // object deleted behind kafkasync's back it lists the difference and fails (exit code 1, for cron).
 // `kafkasync ui` reconciles the last day as it starts and publishes what it found as
-// kafkasync_reconcile_differences.
-func TestReconcileCommandAndGauge(t *testing.T) {
+// kafkasync_reconcile_differences, and a job submitted on it names the account that submitted it.
+func TestReconcileAndUICommands(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaApache})
 	ctx := context.Background()
 	t.Setenv("KAFKASYNC_CONFIG", "")
@@ -80,14 +81,16 @@ func TestReconcileCommandAndGauge(t *testing.T) {
 		t.Fatalf("--json: %v\n%s", err, out)
 	}
 
+	stop := startUI(t)
+	defer stop()
 	if got := uiGauge(t, listen, key); got != "1" {
 		t.Fatalf("kafkasync_reconcile_differences %s, want 1", got)
 	}
+	submitRecordsTheAccount(t, env, store, "http://"+listen)
 }
 
-// uiGauge runs `kafkasync ui` until its metrics show kafkasync_reconcile_differences, and returns
-// the gauge's value.
-func uiGauge(t *testing.T, listen, key string) string {
+// startUI runs `kafkasync ui` until the returned stop is called.
+func startUI(t *testing.T) (stop func()) {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -98,12 +101,18 @@ func uiGauge(t *testing.T, listen, key string) string {
 		root.SetErr(io.Discard)
 		done <- root.ExecuteContext(ctx)
 	}()
-	defer func() {
+	return func() {
 		cancel()
 		if err := <-done; err != nil {
 			t.Errorf("kafkasync ui: %v", err)
 		}
-	}()
+	}
+}
+
+// uiGauge waits for the dashboard's metrics to show kafkasync_reconcile_differences other than 0,
+// and returns the gauge's value.
+func uiGauge(t *testing.T, listen, key string) string {
+	t.Helper()
 	var last string
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
 		req, _ := http.NewRequest(http.MethodGet, "http://"+listen+"/metrics", nil)
@@ -124,4 +133,52 @@ func uiGauge(t *testing.T, listen, key string) string {
 	}
 	t.Fatalf("the dashboard's metrics never showed a reconciliation (last: %s)", last)
 	return ""
+}
+
+// submitRecordsTheAccount submits a job through the dashboard's API with an operator's key: the
+// message on the jobs topic names the key's account in its submitted_by header. A viewer's key is
+// refused.
+func submitRecordsTheAccount(t *testing.T, env *testenv.Env, store *audit.Store, base string) {
+	t.Helper()
+	ctx := context.Background()
+	keys := map[string]string{}
+	for _, role := range []string{audit.RoleViewer, audit.RoleOperator} {
+		if _, err := store.AddAccount(ctx, role+"-cli", role, "", "test"); err != nil {
+			t.Fatal(err)
+		}
+		k, _, err := store.AddAPIKey(ctx, role+"-cli", "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[role] = k
+	}
+	post := func(key string) int {
+		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/jobs", strings.NewReader(`{"id":"sub-1","remote_path":"/in/sub-1.bin"}`))
+		req.Header.Set(ui.HeaderAPIKey, key)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	if code := post(keys[audit.RoleViewer]); code != http.StatusForbidden {
+		t.Fatalf("a viewer's submit: %d, want 403", code)
+	}
+	if code := post(keys[audit.RoleOperator]); code/100 != 2 {
+		t.Fatalf("an operator's submit: %d", code)
+	}
+	want := "key:" + keys[audit.RoleOperator][:len(audit.APIKeyPrefix)+8] + "@operator-cli"
+	var got []string
+	for _, m := range testenv.ReadTopic(t, env.Cfg.Kafka.Brokers, env.Cfg.Kafka.JobsTopic) {
+		for _, h := range m.Headers {
+			if string(h.Key) == job.HeaderSubmittedBy {
+				got = append(got, string(h.Value))
+			}
+		}
+	}
+	if len(got) != 1 || got[0] != want {
+		t.Fatalf("submitted_by headers %q, want [%s]", got, want)
+	}
 }

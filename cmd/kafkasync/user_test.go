@@ -5,10 +5,13 @@ import (
 	"context"
 	"errors"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/testenv"
 )
 
@@ -93,5 +96,28 @@ func TestUserCommand(t *testing.T) {
 	}
 	if a, err := store.Account(ctx, "alice"); err != nil || a.DisabledBy == nil || *a.DisabledBy != cliActor() {
 		t.Fatalf("who disabled alice: %+v %v", a, err)
+	}
+}
+
+// kafkasync dev makes the first admin once, with a random password kept in a 0600 file, and gives
+// the same password at every later start.
+func TestDevMakesTheFirstAdminOnce(t *testing.T) {
+	store := testenv.StartStore(t)
+	ctx := context.Background()
+	cfg := config.Default()
+	cfg.Postgres.DSN = config.Secret(store.Pool().Config().ConnString())
+	file := filepath.Join(t.TempDir(), "dashboard.admin")
+	pw, err := devAdmin(ctx, cfg, file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, err := store.CheckPassword(ctx, "admin", pw); err != nil || a.Role != audit.RoleAdmin {
+		t.Fatalf("the dev admin's password: %+v %v", a, err)
+	}
+	if fi, err := os.Stat(file); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Fatalf("password file: %v %v", fi, err)
+	}
+	if again, err := devAdmin(ctx, cfg, file); err != nil || again != pw {
+		t.Fatalf("second start: %q %v, want the same password", again, err)
 	}
 }
