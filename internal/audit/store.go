@@ -177,7 +177,7 @@ func (s *Store) Record(ctx context.Context, ev Event) error {
 	return err
 }
 
-// RecordAll writes the events of one run, in order, in one transaction of three round trips:
+// RecordAll writes the events of one run, in order, in one transaction of one round trip:
 // events an earlier attempt already wrote are left as they are. added lists the events new here.
 func (s *Store) RecordAll(ctx context.Context, evs []Event) (added []Event, err error) {
 	if len(evs) == 0 {
@@ -191,14 +191,13 @@ func (s *Store) RecordAll(ctx context.Context, evs []Event) (added []Event, err 
 			return nil, errors.New("audit: events of one run only")
 		}
 	}
-	err = pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		b := &pgx.Batch{}
-		for _, ev := range evs {
-			queueEvent(b, ev, func() { added = append(added, ev) })
-		}
-		return tx.SendBatch(ctx, b).Close()
-	})
-	if err != nil {
+	// One batch ends in one Sync, so PostgreSQL runs it as one implicit transaction: all of it or
+	// none, in one round trip, with no BEGIN and COMMIT of its own.
+	b := &pgx.Batch{}
+	for _, ev := range evs {
+		queueEvent(b, ev, func() { added = append(added, ev) })
+	}
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
 	}
 	return added, nil
