@@ -103,8 +103,10 @@ type run struct {
 	res    Result
 	// attempts counts download attempts over all rounds and hosts.
 	attempts int
-	// saStatus is the JobStatus search attribute last set.
+	// saStatus is the JobStatus search attribute last set; saLater are updates that wait for the
+	// next change of it.
 	saStatus string
+	saLater  []temporal.SearchAttributeUpdate
 	// quiet: a small file, whose steps run in one workflow task, indexes only its end.
 	quiet bool
 	// pending holds the audit events recorded since the last flush.
@@ -171,7 +173,11 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 		return "audit", err
 	}
 	if !(r.in.Indexed && r.in.Job.Size == st.Size) {
-		if err := workflow.UpsertTypedSearchAttributes(ctx, searchattr.FileSize.ValueSet(st.Size)); err != nil {
+		size := searchattr.FileSize.ValueSet(st.Size)
+		if o.SmallFile > 0 && st.Size <= o.SmallFile {
+			// A small file's run is one workflow task: its size goes with the status at its end.
+			r.saLater = append(r.saLater, size)
+		} else if err := workflow.UpsertTypedSearchAttributes(ctx, size); err != nil {
 			return "stat", err
 		}
 	}
@@ -464,14 +470,14 @@ func (r *run) event(ctx workflow.Context, step, outcome, status string, fill fun
 	case r.quiet && (status == audit.StatusDownloading || status == audit.StatusVerifying || status == audit.StatusUploading):
 		// A small file's steps run in one workflow task: each update would be overwritten at once.
 	default:
-		upd := []temporal.SearchAttributeUpdate{searchattr.JobStatus.ValueSet(status)}
+		upd := append([]temporal.SearchAttributeUpdate{searchattr.JobStatus.ValueSet(status)}, r.saLater...)
 		if r.saStatus == "" {
 			upd = append(upd, searchattr.JobID.ValueSet(r.in.Job.ID), searchattr.FileName.ValueSet(path.Base(r.in.Job.RemotePath)))
 		}
 		if err := workflow.UpsertTypedSearchAttributes(ctx, upd...); err != nil {
 			return audit.Event{}, err
 		}
-		r.saStatus = status
+		r.saStatus, r.saLater = status, nil
 	}
 	ev := audit.Event{
 		JobID: r.in.Job.ID, WorkflowID: r.info.WorkflowExecution.ID, RunID: r.info.WorkflowExecution.RunID,
