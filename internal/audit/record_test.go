@@ -2,6 +2,10 @@ package audit_test
 
 import (
 	"context"
+	"fmt"
+	"math/rand/v2"
+	"reflect"
+	"slices"
 	"testing"
 	"time"
 
@@ -73,5 +77,61 @@ func TestRecordAllIsOneTransaction(t *testing.T) {
 	}
 	if got, err := s.Events(ctx, "j1"); err != nil || len(got) != 0 {
 		t.Fatalf("after a failed batch: %d events, %v", len(got), err)
+	}
+}
+
+// A flush of several events leaves the job as writing them one at a time would: for random runs
+// of events, the job written one event at a time and the same events in random groups end equal.
+func TestRecordAllFoldsLikeOneByOne(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(7, 13))
+	statuses := []string{audit.StatusQueued, audit.StatusDownloading, audit.StatusVerifying, audit.StatusUploading,
+		audit.StatusSucceeded, audit.StatusFailed, audit.StatusDeadLettered}
+	pick := func(vals ...string) string { return vals[rng.IntN(len(vals))] }
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	for run := range 60 {
+		n := 1 + rng.IntN(9)
+		evs := make([]audit.Event, n)
+		for i := range evs {
+			at = at.Add(time.Millisecond)
+			evs[i] = audit.Event{WorkflowID: "file-x", RunID: "r", Seq: i + 1, Step: pick("stat", "download", "upload"),
+				Outcome: pick("started", "succeeded", "failed"), Status: statuses[rng.IntN(len(statuses))], At: at,
+				RemotePath: "/in/x.bin", Source: pick("", "north"), SizeKnown: rng.IntN(2) == 0, Size: rng.Int64N(100),
+				MD5Expected: pick("", "aa"), MD5Actual: pick("", "bb", "cc"), S3Bucket: pick("", "b"), S3Key: pick("", "k1", "k2"),
+				Host: pick("", "h1", "h2"), Attempts: rng.IntN(4), Error: pick("", "", "boom", "bang"), Detail: pick("", "d"),
+				Started: rng.IntN(3) == 0, Finished: rng.IntN(3) == 0}
+			if rng.IntN(2) == 0 {
+				evs[i].BytesPerSec = float64(rng.IntN(1000))
+			}
+		}
+		one, grouped := fmt.Sprintf("one-%d", run), fmt.Sprintf("grouped-%d", run)
+		for _, ev := range evs {
+			ev.JobID = one
+			if _, err := s.RecordAll(ctx, []audit.Event{ev}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		for i := 0; i < n; {
+			k := i + 1 + rng.IntN(n-i)
+			group := slices.Clone(evs[i:k])
+			for j := range group {
+				group[j].JobID = grouped
+			}
+			added, err := s.RecordAll(ctx, group)
+			if err != nil || len(added) != len(group) {
+				t.Fatalf("run %d: %d of %d added, %v", run, len(added), len(group), err)
+			}
+			i = k
+		}
+		a, errA := s.Job(ctx, one)
+		b, errB := s.Job(ctx, grouped)
+		if errA != nil || errB != nil {
+			t.Fatal(errA, errB)
+		}
+		b.JobID = a.JobID
+		if !reflect.DeepEqual(a, b) {
+			t.Fatalf("run %d, events %+v:\none by one %+v\ngrouped    %+v", run, evs, a, b)
+		}
 	}
 }
