@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"io"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -51,8 +52,9 @@ type UploadResult struct {
 // Upload sends completed/<job id>/<key> to the bucket as a multipart upload, with the MD5 as
 // object metadata. Each request carries a CRC32 of its bytes, computed by the SDK from the part it
 // sends, so the server refuses a body corrupted on the way; the bytes are hashed as they are read,
-// and a file whose MD5 is not the one Verify computed for this job is never completed. A HEAD then
-// checks the object's size and stored MD5. An object already there with the same MD5 and size is
+// and a file whose MD5 is not the one Verify computed for this job is never completed. A single
+// PUT's response (its ETag, when an MD5, must be the job's), or after a multipart upload a HEAD,
+// says what the server stored. An object already there with the same MD5 and size is
 // left alone, so retries and re-runs are idempotent. Once the object is verified the local copy is
 // released (see releaseCompleted).
 func (a *Transfer) Upload(ctx context.Context, in UploadInput) (UploadResult, error) {
@@ -72,7 +74,8 @@ func (a *Transfer) Upload(ctx context.Context, in UploadInput) (UploadResult, er
 }
 
 // upload puts the bytes open returns, unless the object is already there with this MD5 and size,
-// and checks what the server then holds.
+// and checks what the server then holds: a single PUT by its response, a multipart upload by a
+// HEAD.
 func (a *Transfer) upload(ctx context.Context, in UploadInput, open func() (io.ReadCloser, error)) (_ UploadResult, err error) {
 	start := time.Now()
 	defer func() { metrics.Observe("upload", start, err) }()
@@ -82,13 +85,25 @@ func (a *Transfer) upload(ctx context.Context, in UploadInput, open func() (io.R
 	if err != nil {
 		return res, err
 	}
-	if head != nil && head.Metadata[s3client.MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size {
+	switch {
+	case head != nil && head.Metadata[s3client.MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size:
 		res.Skipped = true
-	} else if err := a.put(ctx, in, open); err != nil {
-		return res, err
-	}
-	if err := a.checkObject(ctx, in, &res); err != nil {
-		return res, err
+		res.fromHead(head)
+	case in.Size < a.multipartThreshold():
+		out, err := a.put(ctx, in, open)
+		if err != nil {
+			return res, err
+		}
+		if err := checkPut(in, out, &res); err != nil {
+			return res, err
+		}
+	default:
+		if _, err := a.put(ctx, in, open); err != nil {
+			return res, err
+		}
+		if err := a.checkObject(ctx, in, &res); err != nil {
+			return res, err
+		}
 	}
 	res.Seconds = time.Since(start).Seconds()
 	return res, nil
@@ -106,7 +121,7 @@ func (a *Transfer) head(ctx context.Context, bucket, key string) (*s3.HeadObject
 	return head, nil
 }
 
-// checkObject compares what the server holds with what was verified.
+// checkObject compares what the server holds after a multipart upload with what was verified.
 func (a *Transfer) checkObject(ctx context.Context, in UploadInput, res *UploadResult) error {
 	head, err := a.head(ctx, in.Bucket, in.Key)
 	if err != nil {
@@ -115,8 +130,7 @@ func (a *Transfer) checkObject(ctx context.Context, in UploadInput, res *UploadR
 	if head == nil {
 		return fmt.Errorf("s3://%s/%s: no object after the upload", in.Bucket, in.Key)
 	}
-	res.ObjectSize, res.ObjectMD5, res.ETag = aws.ToInt64(head.ContentLength), head.Metadata[s3client.MetaMD5], aws.ToString(head.ETag)
-	res.VersionID = aws.ToString(head.VersionId)
+	res.fromHead(head)
 	if res.ObjectSize != in.Size || res.ObjectMD5 != in.MD5 {
 		// Retryable: a concurrent job with the same key may have replaced it; the retry uploads again.
 		return fmt.Errorf("s3://%s/%s after the upload: %d bytes, md5 %q; want %d bytes, md5 %s",
@@ -125,24 +139,45 @@ func (a *Transfer) checkObject(ctx context.Context, in UploadInput, res *UploadR
 	return nil
 }
 
+func (r *UploadResult) fromHead(head *s3.HeadObjectOutput) {
+	r.ObjectSize, r.ObjectMD5, r.ETag = aws.ToInt64(head.ContentLength), head.Metadata[s3client.MetaMD5], aws.ToString(head.ETag)
+	r.VersionID = aws.ToString(head.VersionId)
+}
+
+// checkPut takes what a single PUT stored from its response: the object it wrote holds this
+// job's bytes and metadata together, whatever another job with the key does after it. Its ETag,
+// when it is an MD5 (no server-side encryption with KMS), must be the job's.
+func checkPut(in UploadInput, out *transfermanager.UploadObjectOutput, res *UploadResult) error {
+	res.ObjectSize, res.ObjectMD5, res.ETag, res.VersionID = in.Size, in.MD5, aws.ToString(out.ETag), aws.ToString(out.VersionID)
+	if etag := strings.Trim(res.ETag, `"`); isMD5(etag) && etag != in.MD5 {
+		return fmt.Errorf("s3://%s/%s after the upload: the server stored bytes with md5 %s (its ETag); want %s", in.Bucket, in.Key, etag, in.MD5)
+	}
+	return nil
+}
+
+func isMD5(s string) bool {
+	_, err := hex.DecodeString(s)
+	return len(s) == 32 && err == nil
+}
+
 // multipartThreshold is the smallest file uploaded in parts; a smaller one is one PUT.
-const multipartThreshold = 16 << 20
+func (a *Transfer) multipartThreshold() int64 { return max(16<<20, a.PartSize) }
 
 // put uploads the bytes open returns.
-func (a *Transfer) put(ctx context.Context, in UploadInput, open func() (io.ReadCloser, error)) error {
+func (a *Transfer) put(ctx context.Context, in UploadInput, open func() (io.ReadCloser, error)) (*transfermanager.UploadObjectOutput, error) {
 	// An earlier attempt that died mid-upload (a killed worker) left its multipart upload open:
 	// abort it, so the bucket keeps no orphaned parts. A file below the threshold never had one.
-	threshold := max(multipartThreshold, a.PartSize)
+	threshold := a.multipartThreshold()
 	if in.Size >= threshold {
 		if n, err := a.abortStale(ctx, in.Bucket, in.Key); err != nil {
-			return err
+			return nil, err
 		} else if n > 0 {
 			a.log(ctx, in.JobID).Info("aborted incomplete multipart uploads of an earlier attempt", "key", in.Key, "uploads", n)
 		}
 	}
 	f, err := open()
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	body := &hashingReader{r: f, h: md5.New(), size: in.Size, want: in.MD5}
@@ -157,7 +192,7 @@ func (a *Transfer) put(ctx context.Context, in UploadInput, open func() (io.Read
 			o.Concurrency = a.Concurrency
 		}
 	})
-	_, err = tm.UploadObject(ctx, &transfermanager.UploadObjectInput{
+	out, err := tm.UploadObject(ctx, &transfermanager.UploadObjectInput{
 		Bucket:        aws.String(in.Bucket),
 		Key:           aws.String(in.Key),
 		Body:          body,
@@ -166,12 +201,12 @@ func (a *Transfer) put(ctx context.Context, in UploadInput, open func() (io.Read
 	})
 	var mismatch *checksumError
 	if errors.As(err, &mismatch) {
-		return final(ErrTypeChecksumMismatch, mismatch.Error())
+		return nil, final(ErrTypeChecksumMismatch, mismatch.Error())
 	}
 	if err != nil {
-		return fmt.Errorf("upload s3://%s/%s: %w", in.Bucket, in.Key, err)
+		return nil, fmt.Errorf("upload s3://%s/%s: %w", in.Bucket, in.Key, err)
 	}
-	return nil
+	return out, nil
 }
 
 // heartbeatWhile records details() every heartbeat interval until the returned stop is called.
