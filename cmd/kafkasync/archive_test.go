@@ -34,6 +34,24 @@ func run(t *testing.T, args ...string) (string, string, error) {
 	return out.String(), errw.String(), err
 }
 
+// roleKeys adds an account <role><suffix> without a password for each role and returns a key of
+// each, by role.
+func roleKeys(t *testing.T, store *audit.Store, suffix string, roles ...string) map[string]string {
+	t.Helper()
+	keys := map[string]string{}
+	for _, role := range roles {
+		if _, err := store.AddAccount(context.Background(), role+suffix, role, "", "test"); err != nil {
+			t.Fatal(err)
+		}
+		key, _, err := store.AddAPIKey(context.Background(), role+suffix, "test")
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys[role] = key
+	}
+	return keys
+}
+
 func sumOf(b []byte) string { s := md5.Sum(b); return hex.EncodeToString(s[:]) }
 
 // `kafkasync archive` lists across pages, downloads with the MD5 checked (and fails on a corrupted
@@ -49,17 +67,7 @@ func TestArchiveCLI(t *testing.T) {
 	srv := httptest.NewServer(ui.New(ui.Options{Store: store, RateLimit: 1000,
 		Archive: &ui.ArchiveOptions{S3: s3c, Buckets: []string{cliBucket}}}))
 	t.Cleanup(srv.Close)
-	keys := map[string]string{}
-	for _, role := range []string{audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin} {
-		if _, err := store.AddAccount(ctx, role+"-1", role, "", "test"); err != nil {
-			t.Fatal(err)
-		}
-		key, _, err := store.AddAPIKey(ctx, role+"-1", "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[role] = key
-	}
+	keys := roleKeys(t, store, "-1", audit.RoleViewer, audit.RoleOperator, audit.RoleAdmin)
 	body := bytes.Repeat([]byte("kafkasync "), 30000)
 	for i := range 5 {
 		key := fmt.Sprintf("in/f%d.bin", i)

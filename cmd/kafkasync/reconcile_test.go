@@ -140,18 +140,7 @@ func uiGauge(t *testing.T, listen, key string) string {
 // refused.
 func submitRecordsTheAccount(t *testing.T, env *testenv.Env, store *audit.Store, base string) {
 	t.Helper()
-	ctx := context.Background()
-	keys := map[string]string{}
-	for _, role := range []string{audit.RoleViewer, audit.RoleOperator} {
-		if _, err := store.AddAccount(ctx, role+"-cli", role, "", "test"); err != nil {
-			t.Fatal(err)
-		}
-		k, _, err := store.AddAPIKey(ctx, role+"-cli", "test")
-		if err != nil {
-			t.Fatal(err)
-		}
-		keys[role] = k
-	}
+	keys := roleKeys(t, store, "-cli", audit.RoleViewer, audit.RoleOperator)
 	post := func(key string) int {
 		req, _ := http.NewRequest(http.MethodPost, base+"/api/v1/jobs", strings.NewReader(`{"id":"sub-1","remote_path":"/in/sub-1.bin"}`))
 		req.Header.Set(ui.HeaderAPIKey, key)
