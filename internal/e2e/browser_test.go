@@ -272,6 +272,17 @@ func TestDashboardInBrowser(t *testing.T) {
 	// 5. The ledger balances: the large file archived, the evil one dead-lettered and its replay a
 	// redelivery. Then its object is deleted behind kafkasync's back, and the page says so.
 	waitStatus(t, ctx, p.store, "evil", audit.StatusDeadLettered)
+	// The ledger counts what the bridge committed: the replay's offset is committed on the bridge's
+	// next commit tick.
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		lag, err := kc.ConsumerLag(cfg.Kafka.JobsTopic, cfg.Kafka.Group)
+		if err == nil && lag.Total == 0 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the bridge has not committed every job message after 30 s: %+v %v", lag, err)
+		}
+	}
 	step("reconcile", chromedp.Navigate(srv.URL+"/reconcile?since=1h0m0s"), chromedp.WaitVisible(chromedp.CSS("#ledger-total")))
 	if got := text("#verdict"); !strings.Contains(got, "balanced") {
 		t.Fatalf("reconcile verdict %q; ledger %q; differences %q", got, text("#ledger"), text("#differences"))
