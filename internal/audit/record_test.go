@@ -71,9 +71,17 @@ func TestRecordAllIsOneTransaction(t *testing.T) {
 		t.Fatal("an event without a step was accepted")
 	}
 	evs = events(time.Now().UTC())
-	evs[2].Status = "NOT_A_STATUS" // refused by the jobs table's check, after the first two rows
+	evs[2].Status = "NOT_A_STATUS" // refused before anything is sent
 	if _, err := s.RecordAll(ctx, evs); err == nil {
 		t.Fatal("an unknown status was accepted")
+	}
+	evs = events(time.Now().UTC())
+	evs[2].Detail = "a NUL \x00 byte" // refused by PostgreSQL at the event rows, after the job row's upsert
+	if _, err := s.RecordAll(ctx, evs); err == nil {
+		t.Fatal("a NUL byte in a text column was accepted")
+	}
+	if _, err := s.Job(ctx, "j1"); err == nil {
+		t.Fatal("the job row of a failed batch was kept")
 	}
 	if got, err := s.Events(ctx, "j1"); err != nil || len(got) != 0 {
 		t.Fatalf("after a failed batch: %d events, %v", len(got), err)

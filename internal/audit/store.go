@@ -12,13 +12,10 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/pressly/goose/v3"
 	"github.com/pressly/goose/v3/lock"
-
-	"github.com/kafkasync/kafkasync/internal/job"
 )
 
 //go:embed migrations/*.sql
@@ -36,12 +33,12 @@ func query(name string) string {
 }
 
 var (
-	qRecordJob   = query("record_job")
-	qRecordEvent = query("record_event")
-	qListJobs    = query("list_jobs")
-	qGetJob      = query("get_job")
-	qListEvents  = query("list_events")
-	qCountStatus = query("count_status")
+	qRecordJob    = query("record_job")
+	qRecordEvents = query("record_event")
+	qListJobs     = query("list_jobs")
+	qGetJob       = query("get_job")
+	qListEvents   = query("list_events")
+	qCountStatus  = query("count_status")
 )
 
 // Job statuses, as stored in jobs.status.
@@ -175,73 +172,6 @@ func nullStr(s string) *string {
 func (s *Store) Record(ctx context.Context, ev Event) error {
 	_, err := s.RecordAll(ctx, []Event{ev})
 	return err
-}
-
-// RecordAll writes the events of one run, in order, in one transaction of one round trip:
-// events an earlier attempt already wrote are left as they are. added lists the events new here.
-func (s *Store) RecordAll(ctx context.Context, evs []Event) (added []Event, err error) {
-	if len(evs) == 0 {
-		return nil, nil
-	}
-	for _, ev := range evs {
-		if ev.JobID == "" || ev.Status == "" || ev.Step == "" {
-			return nil, errors.New("audit: event needs job id, status and step")
-		}
-		if ev.JobID != evs[0].JobID || ev.RunID != evs[0].RunID {
-			return nil, errors.New("audit: events of one run only")
-		}
-	}
-	// One batch ends in one Sync, so PostgreSQL runs it as one implicit transaction: all of it or
-	// none, in one round trip, with no BEGIN and COMMIT of its own.
-	b := &pgx.Batch{}
-	for _, ev := range evs {
-		queueEvent(b, ev, func() { added = append(added, ev) })
-	}
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
-	}
-	return added, nil
-}
-
-// queueEvent queues the job row's upsert, unless this event is already written, and the event row;
-// isNew is called when the event row is new.
-func queueEvent(b *pgx.Batch, ev Event, isNew func()) {
-	var size *int64
-	if ev.SizeKnown {
-		size = &ev.Size
-	}
-	var bps *float64
-	if ev.BytesPerSec > 0 {
-		bps = &ev.BytesPerSec
-	}
-	var started, finished *time.Time
-	if ev.Started {
-		started = &ev.At
-	}
-	if ev.Finished {
-		finished = &ev.At
-	}
-	var attempts *int
-	if ev.Attempts > 0 {
-		attempts = &ev.Attempts
-	}
-	b.Queue(qRecordJob, pgx.NamedArgs{
-		"job_id": ev.JobID, "status": ev.Status, "remote_path": ev.RemotePath, "size_bytes": size,
-		"md5_expected": nullStr(ev.MD5Expected), "md5_actual": nullStr(ev.MD5Actual),
-		"s3_bucket": nullStr(ev.S3Bucket), "s3_key": nullStr(ev.S3Key),
-		"workflow_id": ev.WorkflowID, "run_id": ev.RunID, "host": nullStr(ev.Host), "seq": ev.Seq,
-		"attempts": attempts, "bytes_per_sec": bps, "error": nullStr(ev.Error),
-		"at": ev.At, "started_at": started, "finished_at": finished, "source": job.SourceName(ev.Source),
-	}).Exec(func(pgconn.CommandTag) error { return nil })
-	b.Queue(qRecordEvent, pgx.NamedArgs{
-		"job_id": ev.JobID, "run_id": ev.RunID, "seq": ev.Seq, "step": ev.Step, "outcome": ev.Outcome,
-		"detail": nullStr(ev.Detail), "error": nullStr(ev.Error), "at": ev.At,
-	}).Exec(func(ct pgconn.CommandTag) error {
-		if ct.RowsAffected() == 1 {
-			isNew()
-		}
-		return nil
-	})
 }
 
 // Job is one row of table jobs.

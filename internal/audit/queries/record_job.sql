@@ -1,13 +1,14 @@
--- Skipped when this event was written before: a retried write must not move the job back.
+-- The job row after one flush of events: $1–$18 are the row as the flush's events would leave a new
+-- job; an existing job takes the same fields, and $19–$23 say how its error and finished time move.
+-- Skipped when the flush's last event was written before: a retried write must not move the job back.
 INSERT INTO jobs AS j (job_id, status, remote_path, size_bytes, md5_expected, md5_actual, s3_bucket, s3_key,
                        workflow_id, run_id, host, attempts, bytes_per_sec, error, created_at, started_at,
                        finished_at, updated_at, source)
-SELECT @job_id::text, @status::text, @remote_path::text, @size_bytes::bigint, @md5_expected::text,
-       @md5_actual::text, @s3_bucket::text, @s3_key::text, @workflow_id::text, @run_id::text, @host::text,
-       COALESCE(@attempts::integer, 0), @bytes_per_sec::double precision, @error::text, @at::timestamptz,
-       @started_at::timestamptz, @finished_at::timestamptz, @at::timestamptz, @source::text
-WHERE NOT EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = @job_id::text AND e.run_id = @run_id::text
-                  AND e.seq = @seq::integer AND e.activity_id = '' AND e.attempt = 0)
+SELECT $1::text, $2::text, $3::text, $4::bigint, $5::text, $6::text, $7::text, $8::text, $9::text, $10::text,
+       $11::text, $12::integer, $13::double precision, $14::text, $15::timestamptz, $16::timestamptz,
+       $17::timestamptz, $18::timestamptz, $19::text
+WHERE NOT EXISTS (SELECT 1 FROM job_events e WHERE e.job_id = $1::text AND e.run_id = $10::text
+                  AND e.seq = $20::integer AND e.activity_id = '' AND e.attempt = 0)
 ON CONFLICT (job_id) DO UPDATE SET
     status        = EXCLUDED.status,
     remote_path   = EXCLUDED.remote_path,
@@ -21,9 +22,11 @@ ON CONFLICT (job_id) DO UPDATE SET
     host          = COALESCE(EXCLUDED.host, j.host),
     attempts      = GREATEST(EXCLUDED.attempts, j.attempts),
     bytes_per_sec = COALESCE(EXCLUDED.bytes_per_sec, j.bytes_per_sec),
-    error         = CASE WHEN EXCLUDED.status = 'SUCCEEDED' THEN NULL ELSE COALESCE(EXCLUDED.error, j.error) END,
+    -- set by the flush (a success clears it), else kept
+    error         = CASE WHEN $21::boolean THEN $22::text ELSE j.error END,
     started_at    = COALESCE(j.started_at, EXCLUDED.started_at),
-    -- An event after the end (what became of the remote file) keeps the end's time.
-    finished_at   = CASE WHEN EXCLUDED.finished_at IS NULL AND EXCLUDED.status = j.status THEN j.finished_at
-                         ELSE EXCLUDED.finished_at END,
+    -- set by the flush, else kept while the status stays what it was (an event after the end keeps
+    -- the end's time), else cleared
+    finished_at   = CASE WHEN $23::boolean THEN $24::timestamptz
+                         WHEN j.status = $25::text THEN j.finished_at END,
     updated_at    = EXCLUDED.updated_at
