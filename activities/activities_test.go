@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/s3"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
 	"golang.org/x/crypto/ssh"
@@ -19,6 +21,7 @@ import (
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/progress"
+	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/sftpdial"
 	"github.com/kafkasync/kafkasync/internal/sftpserver"
 	"github.com/kafkasync/kafkasync/internal/testenv"
@@ -433,6 +436,17 @@ func TestSmallFileInOneActivity(t *testing.T) {
 	v.Get(&r)
 	if !r.Upload.Skipped || b.env.Stack.SFTP.Server.BytesSent() < fetched+size {
 		t.Fatalf("second run %+v, %d more bytes fetched", r, b.env.Stack.SFTP.Server.BytesSent()-fetched)
+	}
+	// Another object at the key (the conditional PUT is refused, the HEAD finds other bytes) is replaced.
+	testenv.PutObject(t, b.tr.S3, b.tr.Bucket, "small/s.bin", []byte("other bytes"), "5a2d1b5fbc0e3f4a8d7c6b5a4f3e2d1c")
+	v, err = b.actEnv().ExecuteActivity(b.tr.Small, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	v.Get(&r)
+	head, err := b.tr.S3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(b.tr.Bucket), Key: aws.String("small/s.bin")})
+	if err != nil || r.Upload.Skipped || head.Metadata[s3client.MetaMD5] != sum || aws.ToInt64(head.ContentLength) != size {
+		t.Fatalf("third run over another object %+v; object %v (%v)", r, head, err)
 	}
 
 	bad := in

@@ -78,7 +78,7 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error
 		return res, inStep(outer, ctx, "verify", final(ErrTypeChecksumMismatch, fmt.Sprintf("md5 %s, job says %s", res.MD5, in.MD5)))
 	}
 	up, err := a.upload(ctx, UploadInput{JobID: in.JobID, Bucket: in.Bucket, Key: in.Key, MD5: res.MD5, Size: in.Size},
-		func() (io.ReadCloser, error) { return io.NopCloser(bytes.NewReader(data)), nil })
+		func() (io.ReadSeekCloser, error) { return readSeekNopCloser{bytes.NewReader(data)}, nil })
 	if err != nil {
 		return res, inStep(outer, ctx, "upload", err)
 	}
@@ -149,3 +149,8 @@ func goTypeName(err error) string {
 	}
 	return t.Name()
 }
+
+// readSeekNopCloser lets the upload read and re-read bytes held in memory.
+type readSeekNopCloser struct{ *bytes.Reader }
+
+func (readSeekNopCloser) Close() error { return nil }

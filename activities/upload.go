@@ -4,11 +4,13 @@ import (
 	"cmp"
 	"context"
 	"crypto/md5"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"hash"
 	"io"
+	"io/fs"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/kafkasync/kafkasync/internal/metrics"
@@ -59,7 +62,7 @@ type UploadResult struct {
 // released (see releaseCompleted).
 func (a *Transfer) Upload(ctx context.Context, in UploadInput) (UploadResult, error) {
 	name := CompletedPath(in.JobID, in.Key)
-	res, err := a.upload(ctx, in, func() (io.ReadCloser, error) {
+	res, err := a.upload(ctx, in, func() (io.ReadSeekCloser, error) {
 		f, err := a.Completed.Open(name)
 		if err != nil {
 			return nil, fmt.Errorf("upload open %s: %w", name, err)
@@ -74,39 +77,120 @@ func (a *Transfer) Upload(ctx context.Context, in UploadInput) (UploadResult, er
 }
 
 // upload puts the bytes open returns, unless the object is already there with this MD5 and size,
-// and checks what the server then holds: a single PUT by its response, a multipart upload by a
-// HEAD.
-func (a *Transfer) upload(ctx context.Context, in UploadInput, open func() (io.ReadCloser, error)) (_ UploadResult, err error) {
+// and checks what the server then holds. Below the multipart threshold that is one conditional PUT
+// (If-None-Match: *), checked by its response: only when the key exists does a HEAD follow, to skip
+// an object already there or to replace another. A multipart upload asks first with a HEAD, so a
+// retry never sends gigabytes again, and is checked by a HEAD after.
+func (a *Transfer) upload(ctx context.Context, in UploadInput, open func() (io.ReadSeekCloser, error)) (_ UploadResult, err error) {
 	start := time.Now()
 	defer func() { metrics.Observe("upload", start, err) }()
 	in.Bucket = cmp.Or(in.Bucket, a.Bucket)
 	res := UploadResult{Bucket: in.Bucket, Key: in.Key}
-	head, err := a.head(ctx, in.Bucket, in.Key)
-	if err != nil {
-		return res, err
-	}
-	switch {
-	case head != nil && head.Metadata[s3client.MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size:
-		res.Skipped = true
-		res.fromHead(head)
-	case in.Size < a.multipartThreshold():
-		out, err := a.put(ctx, in, open)
-		if err != nil {
-			return res, err
-		}
-		if err := checkPut(in, out, &res); err != nil {
-			return res, err
-		}
-	default:
-		if _, err := a.put(ctx, in, open); err != nil {
-			return res, err
-		}
-		if err := a.checkObject(ctx, in, &res); err != nil {
-			return res, err
-		}
+	if in.Size < a.multipartThreshold() {
+		err = a.putOne(ctx, in, open, &res)
+	} else {
+		err = a.putParts(ctx, in, open, &res)
 	}
 	res.Seconds = time.Since(start).Seconds()
-	return res, nil
+	return res, err
+}
+
+// putOne uploads a file below the multipart threshold in one PUT that only creates the key; when
+// the key exists, the object is left as it is if it holds this MD5 and size, else replaced. A
+// local copy already released (a retry after the upload was verified) is found by the same HEAD.
+func (a *Transfer) putOne(ctx context.Context, in UploadInput, open func() (io.ReadSeekCloser, error), res *UploadResult) error {
+	out, err := a.putObject(ctx, in, open, true)
+	// A server may answer a refused condition before it reads the body and drop the connection:
+	// any failure that is not the server's own answer is asked about with a HEAD too.
+	var api smithy.APIError
+	if gone := errors.Is(err, fs.ErrNotExist); gone || keyExists(err) || err != nil && !errors.As(err, &api) {
+		head, herr := a.head(ctx, in.Bucket, in.Key)
+		if herr != nil {
+			return herr
+		}
+		if holds(head, in) {
+			res.Skipped = true
+			res.fromHead(head)
+			return nil
+		}
+		if gone {
+			return err
+		}
+		out, err = a.putObject(ctx, in, open, false)
+	}
+	if err != nil {
+		return err
+	}
+	return checkPut(in, aws.ToString(out.ETag), aws.ToString(out.VersionId), res)
+}
+
+// putObject sends the file in one PUT with its verified MD5 as Content-MD5, so the server refuses
+// any body that is not this job's bytes (BadDigest), and as metadata. onlyNew adds If-None-Match:
+// * and makes one attempt: a refusal leads to a HEAD, not to sending the body again.
+func (a *Transfer) putObject(ctx context.Context, in UploadInput, open func() (io.ReadSeekCloser, error), onlyNew bool) (*s3.PutObjectOutput, error) {
+	raw, err := hex.DecodeString(in.MD5)
+	if err != nil || len(raw) != md5.Size {
+		return nil, final(ErrTypeChecksumMismatch, fmt.Sprintf("upload of %s: %q is not an md5", in.Key, in.MD5))
+	}
+	f, err := open()
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	defer a.heartbeatWhile(ctx, func() any { return in.Size })()
+	put := &s3.PutObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(in.Key), Body: f, ContentLength: aws.Int64(in.Size),
+		ContentMD5: aws.String(base64.StdEncoding.EncodeToString(raw)), ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32,
+		Metadata: map[string]string{s3client.MetaMD5: in.MD5}}
+	var opts []func(*s3.Options)
+	if onlyNew {
+		put.IfNoneMatch = aws.String("*")
+		opts = append(opts, func(o *s3.Options) { o.RetryMaxAttempts = 1 })
+	}
+	out, err := a.S3.PutObject(ctx, put, opts...)
+	var api smithy.APIError
+	if errors.As(err, &api) && api.ErrorCode() == "BadDigest" {
+		return nil, final(ErrTypeChecksumMismatch, fmt.Sprintf("the server refused the bytes read for the upload of %s: their md5 is not the verified %s", in.Key, in.MD5))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("upload s3://%s/%s: %w", in.Bucket, in.Key, err)
+	}
+	metrics.Bytes.WithLabelValues("upload").Add(float64(in.Size))
+	return out, nil
+}
+
+// putParts uploads a file at or above the multipart threshold, unless its object is already there.
+func (a *Transfer) putParts(ctx context.Context, in UploadInput, open func() (io.ReadSeekCloser, error), res *UploadResult) error {
+	head, err := a.head(ctx, in.Bucket, in.Key)
+	if err != nil {
+		return err
+	}
+	if holds(head, in) {
+		res.Skipped = true
+		res.fromHead(head)
+		return nil
+	}
+	if err := a.putMultipart(ctx, in, open); err != nil {
+		return err
+	}
+	return a.checkObject(ctx, in, res)
+}
+
+// holds reports an object that already holds the upload's bytes: its MD5 and size.
+func holds(head *s3.HeadObjectOutput, in UploadInput) bool {
+	return head != nil && head.Metadata[s3client.MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size
+}
+
+// keyExists reports a conditional PUT refused because the key exists (412), or by a server that
+// does not take the condition (501).
+func keyExists(err error) bool {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "PreconditionFailed", "NotImplemented":
+			return true
+		}
+	}
+	return false
 }
 
 // head returns the object's metadata, or nil when there is no such object.
@@ -147,10 +231,10 @@ func (r *UploadResult) fromHead(head *s3.HeadObjectOutput) {
 // checkPut takes what a single PUT stored from its response: the object it wrote holds this
 // job's bytes and metadata together, whatever another job with the key does after it. Its ETag,
 // when it is an MD5 (no server-side encryption with KMS), must be the job's.
-func checkPut(in UploadInput, out *transfermanager.UploadObjectOutput, res *UploadResult) error {
-	res.ObjectSize, res.ObjectMD5, res.ETag, res.VersionID = in.Size, in.MD5, aws.ToString(out.ETag), aws.ToString(out.VersionID)
-	if etag := strings.Trim(res.ETag, `"`); isMD5(etag) && etag != in.MD5 {
-		return fmt.Errorf("s3://%s/%s after the upload: the server stored bytes with md5 %s (its ETag); want %s", in.Bucket, in.Key, etag, in.MD5)
+func checkPut(in UploadInput, etag, versionID string, res *UploadResult) error {
+	res.ObjectSize, res.ObjectMD5, res.ETag, res.VersionID = in.Size, in.MD5, etag, versionID
+	if sum := strings.Trim(etag, `"`); isMD5(sum) && sum != in.MD5 {
+		return fmt.Errorf("s3://%s/%s after the upload: the server stored bytes with md5 %s (its ETag); want %s", in.Bucket, in.Key, sum, in.MD5)
 	}
 	return nil
 }
@@ -163,21 +247,20 @@ func isMD5(s string) bool {
 // multipartThreshold is the smallest file uploaded in parts; a smaller one is one PUT.
 func (a *Transfer) multipartThreshold() int64 { return max(16<<20, a.PartSize) }
 
-// put uploads the bytes open returns.
-func (a *Transfer) put(ctx context.Context, in UploadInput, open func() (io.ReadCloser, error)) (*transfermanager.UploadObjectOutput, error) {
+// putMultipart uploads the file in parts, hashing the bytes as they are read: a file whose MD5 is
+// not the verified one is never completed.
+func (a *Transfer) putMultipart(ctx context.Context, in UploadInput, open func() (io.ReadSeekCloser, error)) error {
 	// An earlier attempt that died mid-upload (a killed worker) left its multipart upload open:
-	// abort it, so the bucket keeps no orphaned parts. A file below the threshold never had one.
-	threshold := a.multipartThreshold()
-	if in.Size >= threshold {
-		if n, err := a.abortStale(ctx, in.Bucket, in.Key); err != nil {
-			return nil, err
-		} else if n > 0 {
-			a.log(ctx, in.JobID).Info("aborted incomplete multipart uploads of an earlier attempt", "key", in.Key, "uploads", n)
-		}
+	// abort it, so the bucket keeps no orphaned parts.
+	if n, err := a.abortStale(ctx, in.Bucket, in.Key); err != nil {
+		return err
+	} else if n > 0 {
+		a.log(ctx, in.JobID).Info("aborted incomplete multipart uploads of an earlier attempt", "key", in.Key, "uploads", n)
 	}
+	threshold := a.multipartThreshold()
 	f, err := open()
 	if err != nil {
-		return nil, err
+		return err
 	}
 	defer f.Close()
 	body := &hashingReader{r: f, h: md5.New(), size: in.Size, want: in.MD5}
@@ -192,7 +275,7 @@ func (a *Transfer) put(ctx context.Context, in UploadInput, open func() (io.Read
 			o.Concurrency = a.Concurrency
 		}
 	})
-	out, err := tm.UploadObject(ctx, &transfermanager.UploadObjectInput{
+	_, err = tm.UploadObject(ctx, &transfermanager.UploadObjectInput{
 		Bucket:        aws.String(in.Bucket),
 		Key:           aws.String(in.Key),
 		Body:          body,
@@ -201,12 +284,12 @@ func (a *Transfer) put(ctx context.Context, in UploadInput, open func() (io.Read
 	})
 	var mismatch *checksumError
 	if errors.As(err, &mismatch) {
-		return nil, final(ErrTypeChecksumMismatch, mismatch.Error())
+		return final(ErrTypeChecksumMismatch, mismatch.Error())
 	}
 	if err != nil {
-		return nil, fmt.Errorf("upload s3://%s/%s: %w", in.Bucket, in.Key, err)
+		return fmt.Errorf("upload s3://%s/%s: %w", in.Bucket, in.Key, err)
 	}
-	return out, nil
+	return nil
 }
 
 // heartbeatWhile records details() every heartbeat interval until the returned stop is called.
