@@ -133,10 +133,38 @@ func (s *stack) inProcess(ctx context.Context) (stop func(), err error) {
 }
 
 func (s *stack) publish(id, remote string) error {
-	_, _, err := s.prod.SendMessage(&sarama.ProducerMessage{Topic: s.cfg.Kafka.JobsTopic, Key: sarama.StringEncoder(id),
-		Value: sarama.StringEncoder(fmt.Sprintf(`{"id":%q,"remote_path":%q}`, id, remote))})
+	_, _, err := s.prod.SendMessage(s.jobMessage(id, remote))
 	return err
 }
+
+func (s *stack) jobMessage(id, remote string) *sarama.ProducerMessage {
+	return &sarama.ProducerMessage{Topic: s.cfg.Kafka.JobsTopic, Key: sarama.StringEncoder(id),
+		Value: sarama.StringEncoder(fmt.Sprintf(`{"id":%q,"remote_path":%q}`, id, remote))}
+}
+
+// publishBatched sends the job messages of many files as an upstream producer with a linger does:
+// publishBatch at a time, each batch one produce request, and returns when each batch was sent.
+func (s *stack) publishBatched(ids, remotes []string) (map[string]time.Time, error) {
+	sent := make(map[string]time.Time, len(ids))
+	for i := 0; i < len(ids); i += publishBatch {
+		end := min(i+publishBatch, len(ids))
+		batch := make([]*sarama.ProducerMessage, 0, end-i)
+		for j := i; j < end; j++ {
+			batch = append(batch, s.jobMessage(ids[j], remotes[j]))
+		}
+		at := time.Now()
+		if err := s.prod.SendMessages(batch); err != nil {
+			return nil, err
+		}
+		for _, id := range ids[i:end] {
+			sent[id] = at
+		}
+	}
+	return sent, nil
+}
+
+// publishBatch is how many job messages the bench publishes in one produce request.
+const publishBatch = 20
 
 // waitSucceeded polls the audit table until every id is SUCCEEDED and returns their finish times.
 // One job is timed by this wait, so it polls often; many are timed by their rows' finish times, so
@@ -290,17 +318,17 @@ func (s *stack) warmUp(ctx context.Context, n int, w io.Writer) error {
 		return nil
 	}
 	dir := filepath.Join(s.dir, "warm-up")
-	ids := make([]string, n)
-	t0 := time.Now()
+	ids, files := make([]string, n), make([]string, n)
 	for i := range n {
-		f := filepath.Join(dir, fmt.Sprintf("w%04d.bin", i))
-		if _, err := samplefile.Write(f, 64<<10, uint64(1_000_000+i)); err != nil {
+		files[i] = filepath.Join(dir, fmt.Sprintf("w%04d.bin", i))
+		if _, err := samplefile.Write(files[i], 64<<10, uint64(1_000_000+i)); err != nil {
 			return err
 		}
 		ids[i] = fmt.Sprintf("warm-up-%04d", i)
-		if err := s.publish(ids[i], f); err != nil {
-			return err
-		}
+	}
+	t0 := time.Now()
+	if _, err := s.publishBatched(ids, files); err != nil {
+		return err
 	}
 	if _, err := s.waitSucceeded(ctx, ids, 10*time.Minute); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
@@ -333,15 +361,14 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 	self := os.Getpid()
 	meter["bench (worker, bridge, broker if embedded, publisher)"] = func() time.Duration { return ownCPU(self) }
 	cpuBefore := meter.sample()
-	ids := make([]string, n)
-	sent := map[string]time.Time{}
-	t0 := time.Now()
+	ids, files := make([]string, n), make([]string, n)
 	for i := range n {
-		ids[i] = fmt.Sprintf("small-%04d", i)
-		sent[ids[i]] = time.Now()
-		if err := s.publish(ids[i], filepath.Join(srcDir, fmt.Sprintf("f%04d.bin", i))); err != nil {
-			return err
-		}
+		ids[i], files[i] = fmt.Sprintf("small-%04d", i), filepath.Join(srcDir, fmt.Sprintf("f%04d.bin", i))
+	}
+	t0 := time.Now()
+	sent, err := s.publishBatched(ids, files)
+	if err != nil {
+		return err
 	}
 	done, err := s.waitSucceeded(ctx, ids, 30*time.Minute)
 	if err != nil {
@@ -394,7 +421,7 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 			{"kafkasync", total.Round(time.Millisecond).String(), fmt.Sprintf("%.1f", kr), p50.Round(time.Millisecond).String(), p99.Round(time.Millisecond).String(), ""},
 			{fmt.Sprintf("engine ceiling (no-op workflow, %d local activities)", steps), "", fmt.Sprintf("%.1f", ceil), "", "", fmt.Sprintf("**%.2f×**", kr/ceil)},
 			{"rclone copy (sftp → s3, 16 transfers)", rc.Round(time.Millisecond).String(), fmt.Sprintf("%.1f", rr), "", "", fmt.Sprintf("**%.2f×**", kr/rr)}},
-		notes: []string{fmt.Sprintf("Measured after %d warm-up jobs of other files, not counted. ", o.warmup) +
+		notes: []string{fmt.Sprintf("Measured after %d warm-up jobs of other files, not counted. The job messages are published %d to a produce request. ", o.warmup, publishBatch) +
 			"Latency: from publishing the job message to the job's audit row turning SUCCEEDED. Each kafkasync job is a " +
 			"durable workflow of one workflow task: the stat, the host claim, Small (download, verify and upload of a file up to " +
 			"transfer.small_file, in memory) and the audit writes as local activities; rclone keeps no state. " +
