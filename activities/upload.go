@@ -104,14 +104,8 @@ func (a *Transfer) putOne(ctx context.Context, in UploadInput, open func() (io.R
 	// any failure that is not the server's own answer is asked about with a HEAD too.
 	var api smithy.APIError
 	if gone := errors.Is(err, fs.ErrNotExist); gone || keyExists(err) || err != nil && !errors.As(err, &api) {
-		head, herr := a.head(ctx, in.Bucket, in.Key)
-		if herr != nil {
+		if done, herr := a.alreadyThere(ctx, in, res); herr != nil || done {
 			return herr
-		}
-		if holds(head, in) {
-			res.Skipped = true
-			res.fromHead(head)
-			return nil
 		}
 		if gone {
 			return err
@@ -160,14 +154,8 @@ func (a *Transfer) putObject(ctx context.Context, in UploadInput, open func() (i
 
 // putParts uploads a file at or above the multipart threshold, unless its object is already there.
 func (a *Transfer) putParts(ctx context.Context, in UploadInput, open func() (io.ReadSeekCloser, error), res *UploadResult) error {
-	head, err := a.head(ctx, in.Bucket, in.Key)
-	if err != nil {
+	if done, err := a.alreadyThere(ctx, in, res); err != nil || done {
 		return err
-	}
-	if holds(head, in) {
-		res.Skipped = true
-		res.fromHead(head)
-		return nil
 	}
 	if err := a.putMultipart(ctx, in, open); err != nil {
 		return err
@@ -175,9 +163,16 @@ func (a *Transfer) putParts(ctx context.Context, in UploadInput, open func() (io
 	return a.checkObject(ctx, in, res)
 }
 
-// holds reports an object that already holds the upload's bytes: its MD5 and size.
-func holds(head *s3.HeadObjectOutput, in UploadInput) bool {
-	return head != nil && head.Metadata[s3client.MetaMD5] == in.MD5 && aws.ToInt64(head.ContentLength) == in.Size
+// alreadyThere reports, after a HEAD, an object that already holds the upload's bytes (its MD5 and
+// size): the upload is then skipped, with res taken from the HEAD.
+func (a *Transfer) alreadyThere(ctx context.Context, in UploadInput, res *UploadResult) (bool, error) {
+	head, err := a.head(ctx, in.Bucket, in.Key)
+	if err != nil || head == nil || head.Metadata[s3client.MetaMD5] != in.MD5 || aws.ToInt64(head.ContentLength) != in.Size {
+		return false, err
+	}
+	res.Skipped = true
+	res.fromHead(head)
+	return true, nil
 }
 
 // keyExists reports a conditional PUT refused because the key exists (412), or by a server that
