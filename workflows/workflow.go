@@ -303,15 +303,14 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 // there. With the stat, the host claim and the audit rows, the whole job is one workflow task, with
 // no activity task and no second round trip through the server; a worker that dies leaves the task
 // to another, which runs it all again (the upload of a key already there with the same MD5 is
-// skipped).
+// skipped). The stat's and the download's start events wait for Small's outcome and are written
+// with it, in one flush: a job that takes milliseconds shows QUEUED until it ends (a failed attempt
+// of Small is written at once, as an attempt row), and saves a PostgreSQL transaction.
 func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st activities.StatResult) (string, error) {
 	o := r.in.Options
 	for round := 1; ; round++ {
 		r.status.Stage, r.status.Round = "download", round
 		if err := r.recordDownloadStarted(ctx, claim, st.Size, round, ", all steps in one activity"); err != nil {
-			return "audit", err
-		}
-		if err := r.flush(ctx); err != nil {
 			return "audit", err
 		}
 		var sr activities.SmallResult

@@ -212,9 +212,9 @@ func TestSmallFileOneActivity(t *testing.T) {
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
 	}
-	// before the stat, before Small, at the end, and the done event's
-	if f.batches != 4 {
-		t.Fatalf("%d audit writes, want 4", f.batches)
+	// before the stat, at the end with the stat's and the download's start, and the done event's
+	if f.batches != 3 {
+		t.Fatalf("%d audit writes, want 3", f.batches)
 	}
 }
 
