@@ -44,3 +44,22 @@ func TestBenchSmoke(t *testing.T) {
 		}
 	}
 }
+
+// A run that misses a target says which and by how much, and which process spends more than the
+// ceiling's, largest first.
+func TestMissedTargetsAndExcessCPU(t *testing.T) {
+	if got := missedTargets(112, 180, 6*time.Second); got != "" {
+		t.Errorf("every target met: %q", got)
+	}
+	got := missedTargets(90, 200, 16*time.Second)
+	for _, want := range []string{"100 jobs/s by 10.0", "0.6× the ceiling by 0.15× (0.45×)", "a p99 under 15 s by 1s"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("%q lacks %q", got, want)
+		}
+	}
+	k := cpuPerJob{"postgres": 0.005, "temporal": 0.0052, "sshd": 0.0007}
+	c := cpuPerJob{"postgres": 0.003, "temporal": 0.0044}
+	if got, want := k.over(c), "postgres +0.0020, temporal +0.0008, sshd +0.0007; in all 0.0109 against 0.0074"; got != want {
+		t.Errorf("over: %q, want %q", got, want)
+	}
+}

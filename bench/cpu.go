@@ -90,16 +90,54 @@ func (m cpuMeter) sample() map[string]time.Duration {
 	return out
 }
 
-// perJob formats the CPU seconds per job each process used between two samples.
-func (m cpuMeter) perJob(before, after map[string]time.Duration, jobs int) string {
-	names := make([]string, 0, len(m))
+// perJob is the CPU seconds per job each process used between two samples.
+func (m cpuMeter) perJob(before, after map[string]time.Duration, jobs int) cpuPerJob {
+	out := cpuPerJob{}
 	for n := range m {
+		out[n] = (after[n] - before[n]).Seconds() / float64(jobs)
+	}
+	return out
+}
+
+// cpuPerJob is CPU seconds per job by process.
+type cpuPerJob map[string]float64
+
+func (c cpuPerJob) total() float64 {
+	t := 0.0
+	for _, v := range c {
+		t += v
+	}
+	return t
+}
+
+// String lists the processes by name.
+func (c cpuPerJob) String() string {
+	names := make([]string, 0, len(c))
+	for n := range c {
 		names = append(names, n)
 	}
 	sort.Strings(names)
 	parts := make([]string, 0, len(names))
 	for _, n := range names {
-		parts = append(parts, fmt.Sprintf("%s %.4f", n, (after[n]-before[n]).Seconds()/float64(jobs)))
+		parts = append(parts, fmt.Sprintf("%s %.4f", n, c[n]))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// over says where c spends more than base, largest first: which process stands in the way.
+func (c cpuPerJob) over(base cpuPerJob) string {
+	type d struct {
+		name string
+		v    float64
+	}
+	var ds []d
+	for n, v := range c {
+		ds = append(ds, d{n, v - base[n]})
+	}
+	sort.Slice(ds, func(i, j int) bool { return ds[i].v > ds[j].v || ds[i].v == ds[j].v && ds[i].name < ds[j].name })
+	parts := make([]string, 0, len(ds))
+	for _, x := range ds {
+		parts = append(parts, fmt.Sprintf("%s %+.4f", x.name, x.v))
+	}
+	return fmt.Sprintf("%s; in all %.4f against %.4f", strings.Join(parts, ", "), c.total(), base.total())
 }
