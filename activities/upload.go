@@ -52,13 +52,13 @@ type UploadResult struct {
 	VersionID string
 }
 
-// Upload sends completed/<job id>/<key> to the bucket as a multipart upload, with the MD5 as
-// object metadata. Each request carries a CRC32 of its bytes, computed by the SDK from the part it
-// sends, so the server refuses a body corrupted on the way; the bytes are hashed as they are read,
-// and a file whose MD5 is not the one Verify computed for this job is never completed. A single
-// PUT's response (its ETag, when an MD5, must be the job's), or after a multipart upload a HEAD,
-// says what the server stored. An object already there with the same MD5 and size is
-// left alone, so retries and re-runs are idempotent. Once the object is verified the local copy is
+// Upload sends completed/<job id>/<key> to the bucket, with the MD5 as object metadata (see upload:
+// one PUT below the multipart threshold, parts above it). Each request carries a CRC32 of its
+// bytes, computed by the SDK, so the server refuses a body corrupted on the way; a file whose MD5
+// is not the one Verify computed for this job is never stored (a single PUT carries it as
+// Content-MD5, parts are hashed as they are read). A single PUT's response (its ETag, when an MD5,
+// must be the job's), or after a multipart upload a HEAD, says what the server stored. An object
+// already there with the same MD5 and size is left alone, so retries and re-runs are idempotent. Once the object is verified the local copy is
 // released (see releaseCompleted).
 func (a *Transfer) Upload(ctx context.Context, in UploadInput) (UploadResult, error) {
 	name := CompletedPath(in.JobID, in.Key)
@@ -100,10 +100,11 @@ func (a *Transfer) upload(ctx context.Context, in UploadInput, open func() (io.R
 // local copy already released (a retry after the upload was verified) is found by the same HEAD.
 func (a *Transfer) putOne(ctx context.Context, in UploadInput, open func() (io.ReadSeekCloser, error), res *UploadResult) error {
 	out, err := a.putObject(ctx, in, open, true)
-	// A server may answer a refused condition before it reads the body and drop the connection:
-	// any failure that is not the server's own answer is asked about with a HEAD too.
-	var api smithy.APIError
-	if gone := errors.Is(err, fs.ErrNotExist); gone || keyExists(err) || err != nil && !errors.As(err, &api) {
+	// 412: the key exists; 501: the server does not take the condition. A server may also answer
+	// a refused condition before it reads the body and drop the connection: any failure that is
+	// not the server's own answer is asked about with a HEAD too.
+	code := s3Code(err)
+	if gone := errors.Is(err, fs.ErrNotExist); gone || code == "PreconditionFailed" || code == "NotImplemented" || err != nil && code == "" {
 		if done, herr := a.alreadyThere(ctx, in, res); herr != nil || done {
 			return herr
 		}
@@ -141,8 +142,7 @@ func (a *Transfer) putObject(ctx context.Context, in UploadInput, open func() (i
 		opts = append(opts, func(o *s3.Options) { o.RetryMaxAttempts = 1 })
 	}
 	out, err := a.S3.PutObject(ctx, put, opts...)
-	var api smithy.APIError
-	if errors.As(err, &api) && api.ErrorCode() == "BadDigest" {
+	if s3Code(err) == "BadDigest" {
 		return nil, final(ErrTypeChecksumMismatch, fmt.Sprintf("the server refused the bytes read for the upload of %s: their md5 is not the verified %s", in.Key, in.MD5))
 	}
 	if err != nil {
@@ -175,17 +175,14 @@ func (a *Transfer) alreadyThere(ctx context.Context, in UploadInput, res *Upload
 	return true, nil
 }
 
-// keyExists reports a conditional PUT refused because the key exists (412), or by a server that
-// does not take the condition (501).
-func keyExists(err error) bool {
+// s3Code is the error code of the server's answer in err, or "" when err is no such answer (nil,
+// or a request that got none).
+func s3Code(err error) string {
 	var ae smithy.APIError
 	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "PreconditionFailed", "NotImplemented":
-			return true
-		}
+		return ae.ErrorCode()
 	}
-	return false
+	return ""
 }
 
 // head returns the object's metadata, or nil when there is no such object.
@@ -329,12 +326,9 @@ func (a *Transfer) abortStale(ctx context.Context, bucket, key string) (int, err
 }
 
 func isNotFound(err error) bool {
-	var ae smithy.APIError
-	if errors.As(err, &ae) {
-		switch ae.ErrorCode() {
-		case "NotFound", "NoSuchKey", "NoSuchUpload", "404":
-			return true
-		}
+	switch s3Code(err) {
+	case "NotFound", "NoSuchKey", "NoSuchUpload", "404":
+		return true
 	}
 	return false
 }

@@ -1,6 +1,7 @@
--- The job row after one flush of events: $1–$18 are the row as the flush's events would leave a new
--- job; an existing job takes the same fields, and $19–$23 say how its error and finished time move.
--- Skipped when the flush's last event was written before: a retried write must not move the job back.
+-- The job row after one flush of events: $1–$19 are the row as the flush's events would leave a new
+-- job; an existing job takes the same fields, and $21–$25 say how its error and finished time move.
+-- Skipped when the flush's last event ($20) was written before: a retried write must not move the
+-- job back.
 INSERT INTO jobs AS j (job_id, status, remote_path, size_bytes, md5_expected, md5_actual, s3_bucket, s3_key,
                        workflow_id, run_id, host, attempts, bytes_per_sec, error, created_at, started_at,
                        finished_at, updated_at, source)
