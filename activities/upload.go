@@ -19,7 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
-	s3types "github.com/aws/aws-sdk-go-v2/service/s3/types"
 	"github.com/aws/smithy-go"
 
 	"github.com/kafkasync/kafkasync/internal/metrics"
@@ -53,13 +52,13 @@ type UploadResult struct {
 }
 
 // Upload sends completed/<job id>/<key> to the bucket, with the MD5 as object metadata (see upload:
-// one PUT below the multipart threshold, parts above it). Each request carries a CRC32 of its
-// bytes, computed by the SDK, so the server refuses a body corrupted on the way; a file whose MD5
-// is not the one Verify computed for this job is never stored (a single PUT carries it as
-// Content-MD5, parts are hashed as they are read). A single PUT's response (its ETag, when an MD5,
-// must be the job's), or after a multipart upload a HEAD, says what the server stored. An object
-// already there with the same MD5 and size is left alone, so retries and re-runs are idempotent. Once the object is verified the local copy is
-// released (see releaseCompleted).
+// one PUT below the multipart threshold, parts above it). The server refuses a body corrupted on
+// the way: a single PUT carries the verified MD5 as Content-MD5, each part a CRC32 computed by the
+// SDK. A file whose MD5 is not the one Verify computed for this job is never stored (parts are
+// hashed as they are read). A single PUT's response (its ETag, when an MD5, must be the job's), or
+// after a multipart upload a HEAD, says what the server stored. An object already there with the
+// same MD5 and size is left alone, so retries and re-runs are idempotent. Once the object is
+// verified the local copy is released (see releaseCompleted).
 func (a *Transfer) Upload(ctx context.Context, in UploadInput) (UploadResult, error) {
 	name := CompletedPath(in.JobID, in.Key)
 	res, err := a.upload(ctx, in, func() (io.ReadSeekCloser, error) {
@@ -120,8 +119,10 @@ func (a *Transfer) putOne(ctx context.Context, in UploadInput, open func() (io.R
 }
 
 // putObject sends the file in one PUT with its verified MD5 as Content-MD5, so the server refuses
-// any body that is not this job's bytes (BadDigest), and as metadata. onlyNew adds If-None-Match:
-// * and makes one attempt: a refusal leads to a HEAD, not to sending the body again.
+// any body that is not this job's bytes (BadDigest), and as metadata. No other checksum: it would
+// check the same bytes again, on both ends, and the server would store it beside the MD5. onlyNew
+// adds If-None-Match: * and makes one attempt: a refusal leads to a HEAD, not to sending the body
+// again.
 func (a *Transfer) putObject(ctx context.Context, in UploadInput, open func() (io.ReadSeekCloser, error), onlyNew bool) (*s3.PutObjectOutput, error) {
 	raw, err := hex.DecodeString(in.MD5)
 	if err != nil || len(raw) != md5.Size {
@@ -134,8 +135,7 @@ func (a *Transfer) putObject(ctx context.Context, in UploadInput, open func() (i
 	defer f.Close()
 	defer a.heartbeatWhile(ctx, func() any { return in.Size })()
 	put := &s3.PutObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(in.Key), Body: f, ContentLength: aws.Int64(in.Size),
-		ContentMD5: aws.String(base64.StdEncoding.EncodeToString(raw)), ChecksumAlgorithm: s3types.ChecksumAlgorithmCrc32,
-		Metadata: map[string]string{s3client.MetaMD5: in.MD5}}
+		ContentMD5: aws.String(base64.StdEncoding.EncodeToString(raw)), Metadata: map[string]string{s3client.MetaMD5: in.MD5}}
 	var opts []func(*s3.Options)
 	if onlyNew {
 		put.IfNoneMatch = aws.String("*")

@@ -53,9 +53,12 @@ type Kafka struct {
 	CommitInterval Duration `toml:"commit_interval" env:"COMMIT_INTERVAL"`
 	// StartsInFlight is how many messages of one partition the bridge starts at once; offsets are
 	// still committed in order, each only after every message before it was started.
-	StartsInFlight int  `toml:"starts_in_flight" env:"STARTS_IN_FLIGHT"`
-	TLS            TLS  `toml:"tls" envPrefix:"TLS_"`
-	SASL           SASL `toml:"sasl" envPrefix:"SASL_"`
+	StartsInFlight int `toml:"starts_in_flight" env:"STARTS_IN_FLIGHT"`
+	// Linger is how long a message kafkasync sends (a done event, a dead letter) waits for others
+	// to share its produce request: each request costs the broker more than its messages do.
+	Linger Duration `toml:"linger" env:"LINGER"`
+	TLS    TLS      `toml:"tls" envPrefix:"TLS_"`
+	SASL   SASL     `toml:"sasl" envPrefix:"SASL_"`
 }
 
 // TLS secures a connection: the server is verified against CAFile (else the system's roots); a
@@ -238,6 +241,7 @@ func Default() Config {
 			ClientID:       "kafkasync",
 			CommitInterval: Duration(time.Second),
 			StartsInFlight: 32,
+			Linger:         Duration(20 * time.Millisecond),
 		},
 		Temporal: Temporal{
 			Address:     "127.0.0.1:7233",
@@ -384,6 +388,7 @@ func (c Config) Validate() error {
 	check(c.Transfer.Connections >= 1 && c.Transfer.Connections <= 64, "transfer.connections: %d not in 1..64", c.Transfer.Connections)
 	check(c.Dev.Temporal == "server" || c.Dev.Temporal == "dev", "dev.temporal: %q is neither server nor dev", c.Dev.Temporal)
 	check(c.Kafka.StartsInFlight >= 1 && c.Kafka.StartsInFlight <= 1024, "kafka.starts_in_flight: %d not in 1..1024", c.Kafka.StartsInFlight)
+	check(c.Kafka.Linger >= 0 && c.Kafka.Linger <= Duration(time.Second), "kafka.linger: %s not in 0..1s", c.Kafka.Linger)
 	check(c.Transfer.RangeSize >= 64<<10, "transfer.range_size: %s below 64KiB", c.Transfer.RangeSize)
 	check(c.Transfer.MaxAttempts >= 1, "transfer.max_attempts: must be at least 1")
 	check(c.Transfer.VerifyAttempts >= 1, "transfer.verify_attempts: must be at least 1")

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/service/s3"
+	"golang.org/x/sys/unix"
 
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/s3client"
@@ -27,7 +28,7 @@ type S3 struct {
 // S3Options configures StartS3.
 type S3Options struct {
 	Bin       string // path to versitygw
-	Dir       string // objects under Dir/objects, metadata under Dir/meta
+	Dir       string // objects under Dir/objects; their metadata in user xattrs, else under Dir/meta
 	Port      int    // 0: free
 	AccessKey string
 	SecretKey string
@@ -49,8 +50,11 @@ func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(o.Port)
 	srv := &S3{Endpoint: "http://" + addr, AccessKey: o.AccessKey, SecretKey: o.SecretKey, Dir: objects}
-	srv.proc, err = startProc("versitygw", o.Log, nil, o.Bin, "--access", o.AccessKey, "--secret", o.SecretKey,
-		"--port", addr, "--quiet", "posix", "--sidecar", meta, objects)
+	args := []string{"--access", o.AccessKey, "--secret", o.SecretKey, "--port", addr, "--quiet", "posix"}
+	if !hasUserXattrs(objects) {
+		args = append(args, "--sidecar", meta)
+	}
+	srv.proc, err = startProc("versitygw", o.Log, nil, o.Bin, append(args, objects)...)
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +75,19 @@ func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 		return nil, err
 	}
 	return srv, nil
+}
+
+// hasUserXattrs reports whether files under dir take user extended attributes, where versitygw
+// keeps an object's metadata by default. Without them it keeps each attribute in a file of its
+// own (--sidecar): a create, write and rename per attribute, about half its CPU per small PUT.
+func hasUserXattrs(dir string) bool {
+	f, err := os.CreateTemp(dir, ".xattr-probe-")
+	if err != nil {
+		return false
+	}
+	defer os.Remove(f.Name())
+	defer f.Close()
+	return unix.Fsetxattr(int(f.Fd()), "user.kafkasync.probe", []byte("1"), 0) == nil
 }
 
 // Client returns an S3 client for this server.

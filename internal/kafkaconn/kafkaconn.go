@@ -62,7 +62,8 @@ func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Ste
 
 func (s *scramClient) Done() bool { return s.conv.Done() }
 
-// NewProducer returns a synchronous Kafka producer that waits for every in-sync replica.
+// NewProducer returns a synchronous Kafka producer that waits for every in-sync replica. A message
+// waits up to kafka.linger for others sent meanwhile, to go in one produce request.
 func NewProducer(c config.Kafka) (sarama.SyncProducer, error) {
 	sc := sarama.NewConfig()
 	sc.ClientID = c.ClientID
@@ -72,6 +73,7 @@ func NewProducer(c config.Kafka) (sarama.SyncProducer, error) {
 	// Idempotent: a send the producer retries after a lost acknowledgement lands once.
 	sc.Producer.Idempotent = true
 	sc.Net.MaxOpenRequests = 1
+	sc.Producer.Flush.Frequency = c.Linger.D()
 	if err := Apply(sc, c); err != nil {
 		return nil, err
 	}
