@@ -51,7 +51,7 @@ func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 	addr := "127.0.0.1:" + strconv.Itoa(o.Port)
 	srv := &S3{Endpoint: "http://" + addr, AccessKey: o.AccessKey, SecretKey: o.SecretKey, Dir: objects}
 	args := []string{"--access", o.AccessKey, "--secret", o.SecretKey, "--port", addr, "--quiet", "posix"}
-	if !hasUserXattrs(objects) {
+	if kept, _ := os.ReadDir(meta); len(kept) > 0 || !hasUserXattrs(objects) {
 		args = append(args, "--sidecar", meta)
 	}
 	srv.proc, err = startProc("versitygw", o.Log, nil, o.Bin, append(args, objects)...)
@@ -79,7 +79,8 @@ func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 
 // hasUserXattrs reports whether files under dir take user extended attributes, where versitygw
 // keeps an object's metadata by default. Without them it keeps each attribute in a file of its
-// own (--sidecar): a create, write and rename per attribute, about half its CPU per small PUT.
+// own (--sidecar): a create, write and rename per attribute, about half its CPU per small PUT. A
+// stack whose meta folder holds attributes already keeps it.
 func hasUserXattrs(dir string) bool {
 	f, err := os.CreateTemp(dir, ".xattr-probe-")
 	if err != nil {
