@@ -19,6 +19,7 @@ import (
 	"golang.org/x/crypto/ssh"
 
 	"github.com/kafkasync/kafkasync/activities"
+	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/progress"
 	"github.com/kafkasync/kafkasync/internal/s3client"
@@ -465,4 +466,68 @@ func remoteMTime(t *testing.T, b *bundle, rel string) time.Time {
 		t.Fatal(err)
 	}
 	return fi.ModTime().Truncate(time.Second).UTC()
+}
+
+// Stat and Small carry the audit events their workflow has not written yet: a step that runs
+// longer than a second writes them while it runs, one that fails before it returns (so the failed
+// attempt's row finds its job), and a quick one that succeeds leaves them to the workflow.
+func TestStepsWriteTheTrailTheyCarry(t *testing.T) {
+	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
+	cfg := env.Cfg
+	cfg.SFTP.Bandwidth = 64 << 10 // 160 KiB take about two seconds
+	tr, closeT, err := workers.NewTransfer(context.Background(), cfg, env.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(closeT)
+	b := &bundle{env: env, tr: tr}
+	ctx := context.Background()
+	trail := func(id, path string) []audit.Event {
+		return []audit.Event{{JobID: id, WorkflowID: "file-" + id, RunID: "run-" + id, Seq: 1, Step: "queued", Outcome: "started",
+			Status: audit.StatusQueued, At: time.Now().UTC(), RemotePath: path}}
+	}
+	status := func(id string) string {
+		j, err := tr.Audit.Job(ctx, id)
+		if errors.Is(err, audit.ErrNotFound) {
+			return ""
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return j.Status
+	}
+
+	const size = 160 << 10
+	sum := env.WriteFile(t, "trail/slow.bin", size, 21)
+	ended := make(chan error, 1)
+	go func() {
+		_, err := b.actEnv().ExecuteActivity(tr.Small, activities.SmallInput{JobID: "trail-slow", RemotePath: "/trail/slow.bin", Size: size,
+			RangeSize: 1 << 20, MD5: sum, Key: "trail/slow.bin", Trail: trail("trail-slow", "/trail/slow.bin")})
+		ended <- err
+	}()
+	for deadline := time.Now().Add(10 * time.Second); status("trail-slow") == ""; time.Sleep(50 * time.Millisecond) {
+		if len(ended) > 0 || time.Now().After(deadline) {
+			t.Fatal("Small ended, or ran ten seconds, before its trail was written")
+		}
+	}
+	if err := <-ended; err != nil {
+		t.Fatal(err)
+	}
+
+	env.WriteFile(t, "trail/quick.bin", 10, 22)
+	if _, err := b.actEnv().ExecuteActivity(tr.Stat, activities.StatInput{RemotePath: "/trail/quick.bin", ExpectedSize: -1,
+		Trail: trail("trail-quick", "/trail/quick.bin")}); err != nil {
+		t.Fatal(err)
+	}
+	if s := status("trail-quick"); s != "" {
+		t.Fatalf("a quick stat wrote its trail (%s): the workflow writes it with the outcome", s)
+	}
+
+	_, err = b.actEnv().ExecuteActivity(tr.Stat, activities.StatInput{RemotePath: "/trail/missing.bin", ExpectedSize: -1,
+		Trail: trail("trail-missing", "/trail/missing.bin")})
+	if errType(err) != activities.ErrTypeRemoteNotFound {
+		t.Fatalf("stat of a missing file: %v", err)
+	}
+	if s := status("trail-missing"); s != audit.StatusQueued {
+		t.Fatalf("a failed stat left the job %q, want its trail written (QUEUED)", s)
+	}
 }

@@ -3,6 +3,8 @@ package activities
 import (
 	"context"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/kafkasync/kafkasync/internal/audit"
 	"github.com/kafkasync/kafkasync/internal/job"
@@ -19,4 +21,37 @@ func (a *Transfer) Record(ctx context.Context, evs []audit.Event) error {
 		}
 	}
 	return err
+}
+
+// trailDelay is how long a step that carries the workflow's unwritten audit events may run before
+// it writes them itself.
+const trailDelay = time.Second
+
+// keepTrail writes the audit events a step carries for its workflow (which writes them with the
+// step's outcome, to save a transaction) when the step runs longer than trailDelay or fails: a
+// job that waits, on a slot, a slow server or a retry, shows in the audit trail meanwhile, and a
+// failed attempt's row finds its job. The returned end, called with the step's error, waits for a
+// write under way. Writes are idempotent, so the workflow's own write of the same events adds
+// nothing; one that fails here is left to it.
+func (a *Transfer) keepTrail(ctx context.Context, trail []audit.Event) (end func(error)) {
+	if len(trail) == 0 {
+		return func(error) {}
+	}
+	var once sync.Once
+	write := func() {
+		once.Do(func() {
+			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+			defer cancel()
+			if err := a.Record(wctx, trail); err != nil {
+				a.log(ctx, trail[0].JobID).Warn("audit events of a step that waits or failed", "err", err)
+			}
+		})
+	}
+	t := time.AfterFunc(trailDelay, write)
+	return func(err error) {
+		if t.Stop() && err == nil {
+			return
+		}
+		write() // the timer's write, if one is under way, ends first
+	}
 }

@@ -14,6 +14,8 @@ import (
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 	"golang.org/x/sync/semaphore"
+
+	"github.com/kafkasync/kafkasync/internal/audit"
 )
 
 // SmallInput is the whole host-side transfer of one small file.
@@ -31,6 +33,8 @@ type SmallInput struct {
 	MD5 string
 	// Key is the S3 key.
 	Key string
+	// Trail holds the workflow's audit events not yet written (see keepTrail).
+	Trail []audit.Event
 }
 
 // SmallResult reports a small file's transfer.
@@ -47,8 +51,8 @@ type SmallResult struct {
 // a key already there with the same MD5 is skipped. A failure names its step (download, verify or
 // upload) in the ApplicationError's details (see FailedStep). The files held at once are bounded
 // by SmallMemory.
-func (a *Transfer) Small(ctx context.Context, in SmallInput) (SmallResult, error) {
-	var res SmallResult
+func (a *Transfer) Small(ctx context.Context, in SmallInput) (res SmallResult, err error) {
+	defer func(end func(error)) { end(err) }(a.keepTrail(ctx, in.Trail))
 	// The steps end a little before the attempt does, so that a step that hangs fails with its
 	// name (ErrTypeStepTimeout) rather than as a bare timeout.
 	outer := ctx

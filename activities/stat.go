@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"go.temporal.io/sdk/temporal"
+
+	"github.com/kafkasync/kafkasync/internal/audit"
 )
 
 // StatInput asks for a remote file's size and age.
@@ -20,6 +22,8 @@ type StatInput struct {
 	// FailedDir is the source's on_failure move directory: a file missing at RemotePath but found
 	// under it was moved there when an earlier run was dead-lettered.
 	FailedDir string
+	// Trail holds the workflow's audit events not yet written (see keepTrail).
+	Trail []audit.Event
 }
 
 // StatResult describes the remote file, and names the host of the worker that looked.
@@ -31,7 +35,8 @@ type StatResult struct {
 
 // Stat looks at the remote file. A missing file, a directory or a size other than the announced one
 // are final; a file younger than MinAge is retried once it is old enough.
-func (a *Transfer) Stat(ctx context.Context, in StatInput) (StatResult, error) {
+func (a *Transfer) Stat(ctx context.Context, in StatInput) (_ StatResult, err error) {
+	defer func(end func(error)) { end(err) }(a.keepTrail(ctx, in.Trail))
 	// A slot of the server's connection limit. The wait ends a little before this attempt's
 	// deadline, with a retryable error, so that a busy server shows as such in the history.
 	wctx := ctx

@@ -150,18 +150,16 @@ func (r *run) transfer(ctx workflow.Context) (string, error) {
 	}); err != nil {
 		return "audit", err
 	}
-	if err := r.flush(ctx); err != nil {
-		return "audit", err
-	}
 	r.status.Stage = "stat"
 	var st activities.StatResult
 	// Stat and the host claim are short: local activities, run by the worker that runs this
-	// workflow, without a round trip through the server's task queues.
+	// workflow, without a round trip through the server's task queues. The queued event goes with
+	// the stat, which writes it should it wait or fail; else the next flush does.
 	// Ten minutes: Stat may wait for a slot of the SFTP server's connection limit.
 	sctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Minute,
 		ScheduleToCloseTimeout: 24 * time.Hour, RetryPolicy: retry(o, o.MaxAttempts), Summary: "stat " + r.in.Job.RemotePath})
 	if err := workflow.ExecuteLocalActivity(sctx, "Stat", activities.StatInput{Source: r.in.Job.Source,
-		RemotePath: r.in.Job.RemotePath, ExpectedSize: r.in.Job.Size, MinAge: o.MinAge, FailedDir: o.OnFailure.Dir,
+		RemotePath: r.in.Job.RemotePath, ExpectedSize: r.in.Job.Size, MinAge: o.MinAge, FailedDir: o.OnFailure.Dir, Trail: r.pending,
 	}).Get(ctx, &st); err != nil {
 		return "stat", err
 	}
@@ -303,9 +301,10 @@ func (r *run) hostSteps(ctx workflow.Context, claim activities.HostClaim, st act
 // there. With the stat, the host claim and the audit rows, the whole job is one workflow task, with
 // no activity task and no second round trip through the server; a worker that dies leaves the task
 // to another, which runs it all again (the upload of a key already there with the same MD5 is
-// skipped). The stat's and the download's start events wait for Small's outcome and are written
-// with it, in one flush: a job that takes milliseconds shows QUEUED until it ends (a failed attempt
-// of Small is written at once, as an attempt row), and saves a PostgreSQL transaction.
+// skipped). The job's first events wait for Small's outcome and are written with it, in one flush:
+// a job that takes milliseconds has its first audit row when it ends, and saves two PostgreSQL
+// transactions. Small carries them, and writes them itself when it runs longer than a second or
+// fails (then followed by the failed attempt's row).
 func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st activities.StatResult) (string, error) {
 	o := r.in.Options
 	for round := 1; ; round++ {
@@ -316,7 +315,7 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 		var sr activities.SmallResult
 		summary := fmt.Sprintf("download, verify and upload %s (%d bytes) in memory on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)
 		in := activities.SmallInput{JobID: r.in.Job.ID, Source: r.in.Job.Source, Bucket: o.Bucket, RemotePath: r.in.Job.RemotePath, Size: st.Size,
-			RangeSize: o.RangeSize, Connections: o.Connections, MD5: r.in.Job.MD5, Key: r.in.Job.Key()}
+			RangeSize: o.RangeSize, Connections: o.Connections, MD5: r.in.Job.MD5, Key: r.in.Job.Key(), Trail: r.pending}
 		// An hour per attempt: the download may wait that long for a slot of the SFTP server's
 		// limits (the SDK keeps the workflow task alive meanwhile).
 		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Hour,
@@ -493,7 +492,9 @@ func (r *run) event(ctx workflow.Context, step, outcome, status string, fill fun
 // flush writes the pending audit events in one local activity: by the worker running this
 // workflow, in one transaction, with no task round trip through the server, retried (PostgreSQL
 // may be away) until it lands. The workflow flushes before each step that waits on something
-// outside it and at its end, so the trail is never behind a step that is running.
+// outside it and at its end, so the trail is never behind a step that is running; the short
+// local activities, Stat and Small, carry the pending events instead, and write them themselves
+// once they run longer than a second, or fail.
 func (r *run) flush(ctx workflow.Context) error {
 	if len(r.pending) == 0 {
 		return nil

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -25,7 +26,16 @@ type fixture struct {
 	claims   int
 	statErr  error
 	done     []activities.DoneEvent
-	batches  int // audit writes
+	batches  int      // audit writes
+	trails   []string // the unwritten events each Stat carried, as steps
+}
+
+func steps(evs []audit.Event) string {
+	var s []string
+	for _, ev := range evs {
+		s = append(s, ev.Step+":"+ev.Outcome)
+	}
+	return strings.Join(s, ",")
 }
 
 func setup(t *testing.T) *fixture {
@@ -40,7 +50,8 @@ func setup(t *testing.T) *fixture {
 		}
 		return nil
 	})
-	f.env.OnActivity(a.Stat, mockAny, mockAny).Return(func(context.Context, activities.StatInput) (activities.StatResult, error) {
+	f.env.OnActivity(a.Stat, mockAny, mockAny).Return(func(_ context.Context, in activities.StatInput) (activities.StatResult, error) {
+		f.trails = append(f.trails, steps(in.Trail))
 		return activities.StatResult{Size: 10, Host: activities.HostClaim{HostID: "h", Queue: "q@h"}}, f.statErr
 	})
 	f.env.OnActivity(a.ClaimHost, mockAny).Return(func(context.Context) (activities.HostClaim, error) {
@@ -93,10 +104,10 @@ func TestHappyPath(t *testing.T) {
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
 	}
-	// written before each step that waits: stat, download, verify, promote, upload; at the end; and
-	// by the done event's own activity
-	if f.batches != 7 {
-		t.Fatalf("%d audit writes, want 7", f.batches)
+	// written before each step that waits: download, verify, promote, upload; at the end; and by the
+	// done event's own activity. The stat carries the queued event.
+	if f.batches != 6 || !equal(f.trails, []string{"queued:started"}) {
+		t.Fatalf("%d audit writes, want 6; the stat carried %q", f.batches, f.trails)
 	}
 	if len(f.done) != 1 || f.done[0].Key != "in/a.bin" || f.done[0].MD5 != input().Job.MD5 || f.done[0].Bucket != "b" ||
 		f.done[0].Source != "default" || f.done[0].Size != 10 {
@@ -190,7 +201,8 @@ func TestSmallFileOneActivity(t *testing.T) {
 	smalls := 0
 	f.env.OnActivity(a.Small, mockAny, mockAny).Return(func(_ context.Context, in activities.SmallInput) (activities.SmallResult, error) {
 		smalls++
-		if in.Key != "in/a.bin" || in.MD5 != input().Job.MD5 || in.Size != 10 {
+		if in.Key != "in/a.bin" || in.MD5 != input().Job.MD5 || in.Size != 10 ||
+			steps(in.Trail) != "queued:started,stat:succeeded,download:started" {
 			t.Errorf("small input %+v", in)
 		}
 		return activities.SmallResult{Download: activities.DownloadResult{Size: 10, Fetched: 10, Attempt: 1}, MD5: in.MD5,
@@ -212,9 +224,9 @@ func TestSmallFileOneActivity(t *testing.T) {
 	if !equal(f.statuses, want) {
 		t.Fatalf("audit trail %v\nwant %v", f.statuses, want)
 	}
-	// before the stat, at the end with the stat's and the download's start, and the done event's
-	if f.batches != 3 {
-		t.Fatalf("%d audit writes, want 3", f.batches)
+	// at the end, with the events the stat and Small carried, and the done event's
+	if f.batches != 2 || !equal(f.trails, []string{"queued:started"}) {
+		t.Fatalf("%d audit writes, want 2; the stat carried %q", f.batches, f.trails)
 	}
 }
 
