@@ -38,9 +38,9 @@ type DoneInput struct {
 	Record audit.Event
 }
 
-// PublishDone sends the done event, then records that it did. The producer is idempotent, so its
-// own retries never repeat the message; only a retry of this activity after a lost acknowledgement
-// can, with the same event id.
+// PublishDone sends the done event, then records that it did, as an event that leaves the
+// finished job's row as it is. The producer is idempotent, so its own retries never repeat the
+// message; only a retry of this activity after a lost acknowledgement can, with the same event id.
 func (a *Transfer) PublishDone(ctx context.Context, in DoneInput) error {
 	value, err := json.Marshal(in.Event)
 	if err != nil {
@@ -53,5 +53,6 @@ func (a *Transfer) PublishDone(ctx context.Context, in DoneInput) error {
 		return fmt.Errorf("done event of %s to %s: %w", in.Event.JobID, a.DoneTopic, err)
 	}
 	in.Record.Detail = fmt.Sprintf("done event at %s/%d/%d", a.DoneTopic, p, o)
-	return a.Record(ctx, []audit.Event{in.Record})
+	_, err = a.Audit.RecordAfter(ctx, []audit.Event{in.Record})
+	return err
 }

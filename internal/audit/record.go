@@ -17,18 +17,55 @@ import (
 // one insert of their rows. A flush whose last event was written before is a retry of it: it
 // changes nothing. added lists the events new here.
 func (s *Store) RecordAll(ctx context.Context, evs []Event) (added []Event, err error) {
-	if len(evs) == 0 {
-		return nil, nil
-	}
-	for _, ev := range evs {
-		if ev.JobID == "" || ev.Step == "" || !slices.Contains(Statuses, ev.Status) {
-			return nil, errors.New("audit: event needs job id, step and a known status")
-		}
-		if ev.JobID != evs[0].JobID || ev.RunID != evs[0].RunID {
-			return nil, errors.New("audit: events of one run only")
-		}
+	if err := checkRun(evs); err != nil || len(evs) == 0 {
+		return nil, err
 	}
 	row, upd := foldEvents(evs)
+	// One batch ends in one Sync, so PostgreSQL runs it as one implicit transaction: all of it or
+	// none, in one round trip, with no BEGIN and COMMIT of its own.
+	b := &pgx.Batch{}
+	b.Queue(qRecordJob, row.jobID, row.status, row.remotePath, row.size, row.md5Expected, row.md5Actual, row.bucket,
+		row.key, row.workflowID, row.runID, row.host, row.attempts, row.bytesPerSec, row.err, row.createdAt,
+		row.startedAt, row.finishedAt, row.updatedAt, row.source, evs[len(evs)-1].Seq,
+		upd.errSet, upd.err, upd.finishedSet, upd.finished, upd.firstStatus).Exec(func(pgconn.CommandTag) error { return nil })
+	queueEvents(b, evs, &added)
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(added, func(a, b Event) int { return a.Seq - b.Seq })
+	return added, nil
+}
+
+// RecordAfter writes events that leave their job's row as it is, such as a finished job's done
+// event: one insert, idempotent as RecordAll's. added lists the events new here.
+func (s *Store) RecordAfter(ctx context.Context, evs []Event) (added []Event, err error) {
+	if err := checkRun(evs); err != nil || len(evs) == 0 {
+		return nil, err
+	}
+	b := &pgx.Batch{}
+	queueEvents(b, evs, &added)
+	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+		return nil, err
+	}
+	slices.SortFunc(added, func(a, b Event) int { return a.Seq - b.Seq })
+	return added, nil
+}
+
+// checkRun accepts events of one run, each with a job id, a step and a known status.
+func checkRun(evs []Event) error {
+	for _, ev := range evs {
+		if ev.JobID == "" || ev.Step == "" || !slices.Contains(Statuses, ev.Status) {
+			return errors.New("audit: event needs job id, step and a known status")
+		}
+		if ev.JobID != evs[0].JobID || ev.RunID != evs[0].RunID {
+			return errors.New("audit: events of one run only")
+		}
+	}
+	return nil
+}
+
+// queueEvents adds the insert of the events' rows to b; *added collects those not written before.
+func queueEvents(b *pgx.Batch, evs []Event, added *[]Event) {
 	n := len(evs)
 	seqs, steps, outcomes := make([]int32, n), make([]string, n), make([]string, n)
 	details, errs, ats := make([]*string, n), make([]*string, n), make([]time.Time, n)
@@ -36,28 +73,16 @@ func (s *Store) RecordAll(ctx context.Context, evs []Event) (added []Event, err 
 		seqs[i], steps[i], outcomes[i] = int32(ev.Seq), ev.Step, ev.Outcome
 		details[i], errs[i], ats[i] = nullStr(ev.Detail), nullStr(ev.Error), ev.At
 	}
-	// One batch ends in one Sync, so PostgreSQL runs it as one implicit transaction: all of it or
-	// none, in one round trip, with no BEGIN and COMMIT of its own.
-	b := &pgx.Batch{}
-	b.Queue(qRecordJob, row.jobID, row.status, row.remotePath, row.size, row.md5Expected, row.md5Actual, row.bucket,
-		row.key, row.workflowID, row.runID, row.host, row.attempts, row.bytesPerSec, row.err, row.createdAt,
-		row.startedAt, row.finishedAt, row.updatedAt, row.source, evs[n-1].Seq,
-		upd.errSet, upd.err, upd.finishedSet, upd.finished, upd.firstStatus).Exec(func(pgconn.CommandTag) error { return nil })
 	b.Queue(qRecordEvents, evs[0].JobID, evs[0].RunID, seqs, steps, outcomes, details, errs, ats).Query(func(rows pgx.Rows) error {
 		seq := int32(0)
 		_, err := pgx.ForEachRow(rows, []any{&seq}, func() error {
 			if i := slices.Index(seqs, seq); i >= 0 {
-				added = append(added, evs[i])
+				*added = append(*added, evs[i])
 			}
 			return nil
 		})
 		return err
 	})
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(added, func(a, b Event) int { return a.Seq - b.Seq })
-	return added, nil
 }
 
 // jobRow is the jobs row as events leave it.

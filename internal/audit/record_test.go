@@ -143,3 +143,37 @@ func TestRecordAllFoldsLikeOneByOne(t *testing.T) {
 		}
 	}
 }
+
+// An event after a job's end (its done event) is added once and leaves the job row as it was.
+func TestRecordAfterLeavesTheJobRow(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	evs := events(at)
+	evs[2].Status, evs[2].Finished = audit.StatusSucceeded, true
+	if _, err := s.RecordAll(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	before, err := s.Job(ctx, "j1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := evs[2]
+	done.Seq, done.Step, done.Detail, done.At, done.Finished = 4, "done_event", "done event at t/0/7", at.Add(time.Second), false
+	for i, want := range []int{1, 0} { // the second write is a retry
+		if added, err := s.RecordAfter(ctx, []audit.Event{done}); err != nil || len(added) != want {
+			t.Fatalf("write %d: %d added, want %d; %v", i+1, len(added), want, err)
+		}
+	}
+	after, err := s.Job(ctx, "j1")
+	if err != nil || !reflect.DeepEqual(before, after) {
+		t.Fatalf("job row moved:\nbefore %+v\nafter  %+v (%v)", before, after, err)
+	}
+	got, err := s.Events(ctx, "j1")
+	if err != nil || len(got) != 4 || got[3].Step != "done_event" {
+		t.Fatalf("events %+v, %v", got, err)
+	}
+	if _, err := s.RecordAfter(ctx, []audit.Event{{JobID: "j1", Step: "done_event", Status: "NOT_A_STATUS"}}); err == nil {
+		t.Fatal("an unknown status was accepted")
+	}
+}
