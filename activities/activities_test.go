@@ -514,12 +514,15 @@ func TestStepsWriteTheTrailTheyCarry(t *testing.T) {
 	}
 
 	env.WriteFile(t, "trail/quick.bin", 10, 22)
+	began := time.Now()
 	if _, err := b.actEnv().ExecuteActivity(tr.Stat, activities.StatInput{RemotePath: "/trail/quick.bin", ExpectedSize: -1,
 		Trail: trail("trail-quick", "/trail/quick.bin")}); err != nil {
 		t.Fatal(err)
 	}
-	if s := status("trail-quick"); s != "" {
-		t.Fatalf("a quick stat wrote its trail (%s): the workflow writes it with the outcome", s)
+	if took := time.Since(began); took >= time.Second {
+		t.Logf("the quick stat took %s: not a quick one on this machine now", took)
+	} else if s := status("trail-quick"); s != "" {
+		t.Fatalf("a stat of %s wrote its trail (%s): the workflow writes it with the outcome", took, s)
 	}
 
 	_, err = b.actEnv().ExecuteActivity(tr.Stat, activities.StatInput{RemotePath: "/trail/missing.bin", ExpectedSize: -1,

@@ -31,27 +31,38 @@ const trailDelay = time.Second
 // step's outcome, to save a transaction) when the step runs longer than trailDelay or fails: a
 // job that waits, on a slot, a slow server or a retry, shows in the audit trail meanwhile, and a
 // failed attempt's row finds its job. The returned end, called with the step's error, waits for a
-// write under way. Writes are idempotent, so the workflow's own write of the same events adds
-// nothing; one that fails here is left to it.
+// write under way, and tries once more after a failed step if it did not land. Writes are
+// idempotent, so the workflow's own write of the same events adds nothing; it writes them anyway.
 func (a *Transfer) keepTrail(ctx context.Context, trail []audit.Event) (end func(error)) {
 	if len(trail) == 0 {
 		return func(error) {}
 	}
-	var once sync.Once
+	var mu sync.Mutex
+	written := false
 	write := func() {
-		once.Do(func() {
-			wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-			defer cancel()
-			if err := a.Record(wctx, trail); err != nil {
-				a.log(ctx, trail[0].JobID).Warn("audit events of a step that waits or failed", "err", err)
-			}
-		})
+		mu.Lock()
+		defer mu.Unlock()
+		if written {
+			return
+		}
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		defer cancel()
+		if err := a.Record(wctx, trail); err != nil {
+			a.log(ctx, trail[0].JobID).Warn("audit events of a step that waits or failed", "err", err)
+			return
+		}
+		written = true
 	}
 	t := time.AfterFunc(trailDelay, write)
 	return func(err error) {
 		if t.Stop() && err == nil {
 			return
 		}
-		write() // the timer's write, if one is under way, ends first
+		if err != nil {
+			write()
+			return
+		}
+		mu.Lock() // the timer's write, if one is under way, ends first
+		mu.Unlock()
 	}
 }

@@ -89,7 +89,7 @@ func startStack(ctx context.Context, o options, sshd *SSHD, dir string) (*stack,
 		s.stop()
 		return nil, err
 	}
-	if s.prod, err = kafkaconn.NewProducer(cfg.Kafka); err != nil {
+	if s.prod, err = kafkaconn.NewProducer(cfg.Kafka, 0); err != nil {
 		s.stop()
 		return nil, err
 	}

@@ -70,7 +70,7 @@ func everyClientOverTLSAndSASL(t *testing.T, k *devstack.Kafka, p *testpki.PKI) 
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := kafkaConfig(tt.c, fmt.Sprintf("g%d", i))
-			prod, err := kafkaconn.NewProducer(cfg.Kafka)
+			prod, err := kafkaconn.NewProducer(cfg.Kafka, 0)
 			if err != nil {
 				t.Fatalf("producer: %v", err)
 			}
@@ -118,7 +118,7 @@ func wrongCredentialsRefused(t *testing.T, k *devstack.Kafka, p *testpki.PKI) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := kafkaConfig(tt.c, fmt.Sprintf("refused%d", i))
 			start := time.Now()
-			if prod, err := kafkaconn.NewProducer(cfg.Kafka); err == nil {
+			if prod, err := kafkaconn.NewProducer(cfg.Kafka, 0); err == nil {
 				_, _, _, err = starter.Submit(prod, "jobs", job.Job{RemotePath: "/a.bin", Size: -1})
 				prod.Close()
 				if err == nil {
@@ -162,7 +162,7 @@ func waitUntil(t *testing.T, d time.Duration, what string, ok func() bool) {
 func TestMissingTopicIsAClearError(t *testing.T) {
 	k := testenv.StartKafka(t, devstack.KafkaOptions{Kind: devstack.KafkaApache, Partitions: 1, Topics: []string{"jobs"}})
 	cfg := kafkaConfig(config.Kafka{Brokers: k.Brokers}, "g")
-	prod, err := kafkaconn.NewProducer(cfg.Kafka)
+	prod, err := kafkaconn.NewProducer(cfg.Kafka, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -144,7 +144,7 @@ func newWatcher(t testing.TB, cfg config.Config, prod sarama.SyncProducer, log *
 
 func producer(t testing.TB) sarama.SyncProducer {
 	t.Helper()
-	p, err := kafkaconn.NewProducer(config.Kafka{Brokers: srv.brokers, ClientID: "watcher-test"})
+	p, err := kafkaconn.NewProducer(config.Kafka{Brokers: srv.brokers, ClientID: "watcher-test"}, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

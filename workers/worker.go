@@ -83,7 +83,7 @@ func NewTransfer(ctx context.Context, cfg config.Config, logger *slog.Logger) (t
 		return nil, close, err
 	}
 	closers = append(closers, store.Close)
-	prod, err := kafkaconn.NewProducer(cfg.Kafka)
+	prod, err := kafkaconn.NewProducer(cfg.Kafka, cfg.Kafka.Linger.D())
 	if err != nil {
 		return nil, close, err
 	}

@@ -492,9 +492,9 @@ func (r *run) event(ctx workflow.Context, step, outcome, status string, fill fun
 // flush writes the pending audit events in one local activity: by the worker running this
 // workflow, in one transaction, with no task round trip through the server, retried (PostgreSQL
 // may be away) until it lands. The workflow flushes before each step that waits on something
-// outside it and at its end, so the trail is never behind a step that is running; the short
-// local activities, Stat and Small, carry the pending events instead, and write them themselves
-// once they run longer than a second, or fail.
+// outside it and at its end, so the trail is never behind a step that is running for long: the
+// short local activities, Stat and Small, carry the pending events instead, and write them
+// themselves once they run longer than a second, or fail.
 func (r *run) flush(ctx workflow.Context) error {
 	if len(r.pending) == 0 {
 		return nil

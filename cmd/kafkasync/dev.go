@@ -229,7 +229,7 @@ func openLog(file string) (*os.File, error) {
 // runDemo writes sample files into the SFTP root, submits a job per file and reports the outcome.
 func (a *app) runDemo(ctx context.Context, out io.Writer, cfg config.Config, st *devstack.Stack) error {
 	sizes := []int64{0, 1, 64 << 10, 1 << 20, 8 << 20, 32 << 20}
-	prod, err := kafkaconn.NewProducer(cfg.Kafka)
+	prod, err := kafkaconn.NewProducer(cfg.Kafka, 0)
 	if err != nil {
 		return err
 	}

@@ -105,7 +105,7 @@ order, each only after its message and every one before it were started or dead-
 
 // serveBridge runs the bridge, starting workflows through c, until ctx ends.
 func (a *app) serveBridge(ctx context.Context, cfg config.Config, c client.Client) error {
-	prod, err := kafkaconn.NewProducer(cfg.Kafka)
+	prod, err := kafkaconn.NewProducer(cfg.Kafka, 0)
 	if err != nil {
 		return err
 	}

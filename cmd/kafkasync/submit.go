@@ -42,7 +42,7 @@ With --wait it follows the job's workflow to the end and exits non-zero if it fa
 				}
 				j.MD5, j.Size = sum, size
 			}
-			prod, err := kafkaconn.NewProducer(a.cfg.Kafka)
+			prod, err := kafkaconn.NewProducer(a.cfg.Kafka, 0)
 			if err != nil {
 				return err
 			}

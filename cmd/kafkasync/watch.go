@@ -76,7 +76,7 @@ func (a *app) runWatch(ctx context.Context, cfg config.Config, once bool) error 
 		return err
 	}
 	defer store.Close()
-	prod, err := kafkaconn.NewProducer(cfg.Kafka)
+	prod, err := kafkaconn.NewProducer(cfg.Kafka, 0)
 	if err != nil {
 		return err
 	}

@@ -54,8 +54,9 @@ type Kafka struct {
 	// StartsInFlight is how many messages of one partition the bridge starts at once; offsets are
 	// still committed in order, each only after every message before it was started.
 	StartsInFlight int `toml:"starts_in_flight" env:"STARTS_IN_FLIGHT"`
-	// Linger is how long a message kafkasync sends (a done event, a dead letter) waits for others
-	// to share its produce request: each request costs the broker more than its messages do.
+	// Linger is how long a worker's done event or dead letter waits for others, sent by the
+	// workflows it runs at the same time, to share its produce request: each request costs the
+	// broker more than its messages do. The bridge, the watcher and submit send at once.
 	Linger Duration `toml:"linger" env:"LINGER"`
 	TLS    TLS      `toml:"tls" envPrefix:"TLS_"`
 	SASL   SASL     `toml:"sasl" envPrefix:"SASL_"`

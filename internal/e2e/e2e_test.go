@@ -70,7 +70,7 @@ func startPipeline(t *testing.T, env *testenv.Env, withWorker bool) *pipeline {
 	if _, err := store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	prod, err := kafkaconn.NewProducer(cfg.Kafka)
+	prod, err := kafkaconn.NewProducer(cfg.Kafka, 0)
 	if err != nil {
 		t.Fatal(err)
 	}

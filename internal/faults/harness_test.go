@@ -116,7 +116,7 @@ func startFor(t *testing.T, timeout time.Duration, o testenv.Options, tweak func
 	if _, err := s.store.Migrate(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if s.prod, err = kafkaconn.NewProducer(s.cfg.Kafka); err != nil {
+	if s.prod, err = kafkaconn.NewProducer(s.cfg.Kafka, 0); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.prod.Close() })

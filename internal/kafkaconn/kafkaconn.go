@@ -4,6 +4,7 @@ package kafkaconn
 
 import (
 	"fmt"
+	"time"
 
 	"github.com/IBM/sarama"
 	"github.com/xdg-go/scram"
@@ -63,8 +64,10 @@ func (s *scramClient) Step(challenge string) (string, error) { return s.conv.Ste
 func (s *scramClient) Done() bool { return s.conv.Done() }
 
 // NewProducer returns a synchronous Kafka producer that waits for every in-sync replica. A message
-// waits up to kafka.linger for others sent meanwhile, to go in one produce request.
-func NewProducer(c config.Kafka) (sarama.SyncProducer, error) {
+// waits up to linger for others sent meanwhile, to go in one produce request: worth it where many
+// goroutines send at once (the worker's done events), a delay for each message where one sender
+// sends them one after another (0: each is sent at once).
+func NewProducer(c config.Kafka, linger time.Duration) (sarama.SyncProducer, error) {
 	sc := sarama.NewConfig()
 	sc.ClientID = c.ClientID
 	sc.Producer.RequiredAcks = sarama.WaitForAll
@@ -73,7 +76,7 @@ func NewProducer(c config.Kafka) (sarama.SyncProducer, error) {
 	// Idempotent: a send the producer retries after a lost acknowledgement lands once.
 	sc.Producer.Idempotent = true
 	sc.Net.MaxOpenRequests = 1
-	sc.Producer.Flush.Frequency = c.Linger.D()
+	sc.Producer.Flush.Frequency = linger
 	if err := Apply(sc, c); err != nil {
 		return nil, err
 	}

@@ -40,6 +40,9 @@ func New(c config.S3) (*s3.Client, error) {
 		BaseEndpoint: base,
 		Region:       c.Region,
 		UsePathStyle: c.PathStyle,
+		// A checksum only where the upload asks for one (parts: CRC32); a single PUT carries the
+		// verified MD5 as Content-MD5, and a second checksum would hash the bytes again.
+		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
 		Credentials: aws.CredentialsProviderFunc(func(context.Context) (aws.Credentials, error) {
 			return aws.Credentials{AccessKeyID: access, SecretAccessKey: secret, Source: "kafkasync config"}, nil
 		}),

@@ -79,7 +79,7 @@ func run(role string) int {
 			return 1
 		}
 	case Bridge:
-		prod, err := kafkaconn.NewProducer(cfg.Kafka)
+		prod, err := kafkaconn.NewProducer(cfg.Kafka, 0)
 		if err != nil {
 			log.Error("bridge", "err", err)
 			return 1
