@@ -20,6 +20,7 @@ import (
 
 	"github.com/kafkasync/kafkasync/activities"
 	"github.com/kafkasync/kafkasync/internal/audit"
+	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/progress"
 	"github.com/kafkasync/kafkasync/internal/s3client"
@@ -38,7 +39,13 @@ type bundle struct {
 func setup(t *testing.T) *bundle {
 	t.Helper()
 	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
-	tr, closeT, err := workers.NewTransfer(context.Background(), env.Cfg, env.Logger(t))
+	return withConfig(t, env, env.Cfg)
+}
+
+// withConfig is a bundle on env whose activities run with cfg.
+func withConfig(t *testing.T, env *testenv.Env, cfg config.Config) *bundle {
+	t.Helper()
+	tr, closeT, err := workers.NewTransfer(context.Background(), cfg, env.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -475,12 +482,8 @@ func TestStepsWriteTheTrailTheyCarry(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
 	cfg := env.Cfg
 	cfg.SFTP.Bandwidth = 64 << 10 // 160 KiB take about two seconds
-	tr, closeT, err := workers.NewTransfer(context.Background(), cfg, env.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeT)
-	b := &bundle{env: env, tr: tr}
+	b := withConfig(t, env, cfg)
+	tr := b.tr
 	ctx := context.Background()
 	trail := func(id, path string) []audit.Event {
 		return []audit.Event{{JobID: id, WorkflowID: "file-" + id, RunID: "run-" + id, Seq: 1, Step: "queued", Outcome: "started",
@@ -525,7 +528,7 @@ func TestStepsWriteTheTrailTheyCarry(t *testing.T) {
 		t.Fatalf("a stat of %s wrote its trail (%s): the workflow writes it with the outcome", took, s)
 	}
 
-	_, err = b.actEnv().ExecuteActivity(tr.Stat, activities.StatInput{RemotePath: "/trail/missing.bin", ExpectedSize: -1,
+	_, err := b.actEnv().ExecuteActivity(tr.Stat, activities.StatInput{RemotePath: "/trail/missing.bin", ExpectedSize: -1,
 		Trail: trail("trail-missing", "/trail/missing.bin")})
 	if errType(err) != activities.ErrTypeRemoteNotFound {
 		t.Fatalf("stat of a missing file: %v", err)

@@ -55,14 +55,13 @@ func (a *Transfer) keepTrail(ctx context.Context, trail []audit.Event) (end func
 	}
 	t := time.AfterFunc(trailDelay, write)
 	return func(err error) {
-		if t.Stop() && err == nil {
-			return
-		}
-		if err != nil {
+		fired := !t.Stop()
+		switch {
+		case err != nil:
 			write()
-			return
+		case fired:
+			mu.Lock() // the timer's write, if one is under way, ends first
+			mu.Unlock()
 		}
-		mu.Lock() // the timer's write, if one is under way, ends first
-		mu.Unlock()
 	}
 }

@@ -29,7 +29,6 @@ import (
 	"github.com/kafkasync/kafkasync/internal/progress"
 	"github.com/kafkasync/kafkasync/internal/s3client"
 	"github.com/kafkasync/kafkasync/internal/testenv"
-	"github.com/kafkasync/kafkasync/workers"
 )
 
 // object returns the MD5 of an object's bytes and its md5 metadata.
@@ -229,12 +228,8 @@ func TestFileTooLargeIsRefused(t *testing.T) {
 // modification time, starts over and gets the new bytes.
 func TestRemoteChangedDuringDownload(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded, SFTPReadRate: 4 << 20})
-	tr, closeT, err := workers.NewTransfer(context.Background(), env.Cfg, env.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeT)
-	b := &bundle{env: env, tr: tr}
+	b := withConfig(t, env, env.Cfg)
+	tr := b.tr
 	const size = 4 << 20
 	env.WriteFile(t, "ch/a.bin", size, 5)
 	in := activities.DownloadInput{JobID: "changing", RemotePath: "/ch/a.bin", Size: size, RangeSize: 1 << 20, Connections: 2}
@@ -249,7 +244,7 @@ func TestRemoteChangedDuringDownload(t *testing.T) {
 	e := b.actEnv()
 	var last progress.Progress
 	e.SetOnActivityHeartbeatListener(func(_ *activity.Info, d converter.EncodedValues) { d.Get(&last) })
-	_, err = e.ExecuteActivity(tr.Download, in)
+	_, err := e.ExecuteActivity(tr.Download, in)
 	var app *temporal.ApplicationError
 	if !errors.As(err, &app) || app.Type() != activities.ErrTypeRemoteChanged || app.NonRetryable() {
 		t.Fatalf("download of a file rewritten meanwhile: %v", err)
@@ -284,12 +279,8 @@ func TestUploadBodyDamagedOnTheWireIsRefused(t *testing.T) {
 	t.Cleanup(proxy.Close)
 	cfg := env.Cfg
 	cfg.S3.Endpoint = "http://" + proxy.Addr
-	tr, closeT, err := workers.NewTransfer(context.Background(), cfg, env.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(closeT)
-	b := &bundle{env: env, tr: tr}
+	b := withConfig(t, env, cfg)
+	tr := b.tr
 	for _, size := range []int64{1<<20 + 3, 20<<20 + 5} { // one PUT; a multipart upload (above 16 MiB)
 		key := fmt.Sprintf("wire/%d.bin", size)
 		env.WriteFile(t, key, size, uint64(size))

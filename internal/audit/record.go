@@ -17,32 +17,30 @@ import (
 // one insert of their rows. A flush whose last event was written before is a retry of it: it
 // changes nothing. added lists the events new here.
 func (s *Store) RecordAll(ctx context.Context, evs []Event) (added []Event, err error) {
-	if err := checkRun(evs); err != nil || len(evs) == 0 {
-		return nil, err
-	}
-	row, upd := foldEvents(evs)
-	// One batch ends in one Sync, so PostgreSQL runs it as one implicit transaction: all of it or
-	// none, in one round trip, with no BEGIN and COMMIT of its own.
-	b := &pgx.Batch{}
-	b.Queue(qRecordJob, row.jobID, row.status, row.remotePath, row.size, row.md5Expected, row.md5Actual, row.bucket,
-		row.key, row.workflowID, row.runID, row.host, row.attempts, row.bytesPerSec, row.err, row.createdAt,
-		row.startedAt, row.finishedAt, row.updatedAt, row.source, evs[len(evs)-1].Seq,
-		upd.errSet, upd.err, upd.finishedSet, upd.finished, upd.firstStatus).Exec(func(pgconn.CommandTag) error { return nil })
-	queueEvents(b, evs, &added)
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
-		return nil, err
-	}
-	slices.SortFunc(added, func(a, b Event) int { return a.Seq - b.Seq })
-	return added, nil
+	return s.record(ctx, evs, true)
 }
 
 // RecordAfter writes events that leave their job's row as it is, such as a finished job's done
 // event: one insert, idempotent as RecordAll's. added lists the events new here.
 func (s *Store) RecordAfter(ctx context.Context, evs []Event) (added []Event, err error) {
+	return s.record(ctx, evs, false)
+}
+
+// record writes the events of one run, with the job row they leave when moveJob. One batch ends in
+// one Sync, so PostgreSQL runs it as one implicit transaction: all of it or none, in one round
+// trip, with no BEGIN and COMMIT of its own.
+func (s *Store) record(ctx context.Context, evs []Event, moveJob bool) (added []Event, err error) {
 	if err := checkRun(evs); err != nil || len(evs) == 0 {
 		return nil, err
 	}
 	b := &pgx.Batch{}
+	if moveJob {
+		row, upd := foldEvents(evs)
+		b.Queue(qRecordJob, row.jobID, row.status, row.remotePath, row.size, row.md5Expected, row.md5Actual, row.bucket,
+			row.key, row.workflowID, row.runID, row.host, row.attempts, row.bytesPerSec, row.err, row.createdAt,
+			row.startedAt, row.finishedAt, row.updatedAt, row.source, evs[len(evs)-1].Seq,
+			upd.errSet, upd.err, upd.finishedSet, upd.finished, upd.firstStatus).Exec(func(pgconn.CommandTag) error { return nil })
+	}
 	queueEvents(b, evs, &added)
 	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
 		return nil, err
