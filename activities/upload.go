@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	v4 "github.com/aws/aws-sdk-go-v2/aws/signer/v4"
 	"github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager"
 	tmtypes "github.com/aws/aws-sdk-go-v2/feature/s3/transfermanager/types"
 	"github.com/aws/aws-sdk-go-v2/service/s3"
@@ -136,7 +137,9 @@ func (a *Transfer) putObject(ctx context.Context, in UploadInput, open func() (i
 	defer a.heartbeatWhile(ctx, func() any { return in.Size })()
 	put := &s3.PutObjectInput{Bucket: aws.String(in.Bucket), Key: aws.String(in.Key), Body: f, ContentLength: aws.Int64(in.Size),
 		ContentMD5: aws.String(base64.StdEncoding.EncodeToString(raw)), Metadata: map[string]string{s3client.MetaMD5: in.MD5}}
-	var opts []func(*s3.Options)
+	// The signed Content-MD5 binds the body to the signature, so the body is not hashed a second
+	// time for SigV4 (over plain HTTP the SDK would, and the server check that hash too).
+	opts := []func(*s3.Options){s3.WithAPIOptions(v4.SwapComputePayloadSHA256ForUnsignedPayloadMiddleware)}
 	if onlyNew {
 		put.IfNoneMatch = aws.String("*")
 		opts = append(opts, func(o *s3.Options) { o.RetryMaxAttempts = 1 })
