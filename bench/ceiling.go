@@ -48,8 +48,9 @@ func (c *ceiling) step(_ context.Context, id string, last bool) error {
 	return nil
 }
 
-// runCeiling starts n such workflows, inFlight at a time, and returns their rate per second.
-func (s *stack) runCeiling(ctx context.Context, n, steps, inFlight int) (float64, error) {
+// runCeiling starts n such workflows, inFlight at a time, their ids starting with prefix, and
+// returns their rate per second.
+func (s *stack) runCeiling(ctx context.Context, prefix string, n, steps, inFlight int) (float64, error) {
 	c := &ceiling{done: map[string]time.Time{}}
 	w := worker.New(s.c, ceilingQueue, workers.Options(5*time.Second))
 	w.RegisterWorkflowWithOptions(c.workflow, workflow.RegisterOptions{Name: "BenchCeiling"})
@@ -63,7 +64,7 @@ func (s *stack) runCeiling(ctx context.Context, n, steps, inFlight int) (float64
 	for range inFlight {
 		g.Go(func() error {
 			for i := range ids {
-				j := job.Job{ID: fmt.Sprintf("ceiling-%05d", i), RemotePath: fmt.Sprintf("/ceiling/f%05d.bin", i), Size: 64 << 10}
+				j := job.Job{ID: fmt.Sprintf("%s-%05d", prefix, i), RemotePath: fmt.Sprintf("/%s/f%05d.bin", prefix, i), Size: 64 << 10}
 				msg := &sarama.ConsumerMessage{Topic: s.cfg.Kafka.JobsTopic, Offset: int64(i)}
 				opts := starter.StartOptions(ceilingQueue, starter.Target{Host: "127.0.0.1"}, j, msg)
 				if _, err := s.c.ExecuteWorkflow(gctx, opts, "BenchCeiling", j.ID, steps); err != nil {

@@ -357,8 +357,8 @@ func downloads(ctx context.Context, o options, cs []contender, addr, src, sum, d
 	return section{table: table, notes: notes}, nil
 }
 
-func median(ts []time.Duration) time.Duration {
-	s := append([]time.Duration(nil), ts...)
+func median[T ~int64 | ~float64](ts []T) T {
+	s := append([]T(nil), ts...)
 	sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
 	if len(s)%2 == 1 {
 		return s[len(s)/2]
