@@ -268,8 +268,8 @@ func TestRemoteChangedDuringDownload(t *testing.T) {
 }
 
 // A body damaged on the way to S3 is refused by the server (a single PUT carries the verified MD5,
-// a part the CRC32 the SDK computed, and over plain HTTP each request the SHA-256 it is signed
-// with): the object never holds the damaged bytes.
+// a part the CRC32 the SDK computed, and over plain HTTP the SHA-256 it is signed with): the
+// object never holds the damaged bytes.
 func TestUploadBodyDamagedOnTheWireIsRefused(t *testing.T) {
 	env := testenv.Start(t, testenv.Options{Kafka: devstack.KafkaEmbedded})
 	proxy, err := faultproxy.New(strings.TrimPrefix(env.Cfg.S3.Endpoint, "http://"))

@@ -390,10 +390,10 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 			return err
 		}
 		fmt.Fprintf(w, "  rep %d: kafkasync %.1f jobs/s, engine ceiling %.1f workflows/s (%.3f×), rclone %.1f files/s\n",
-			rep+1, k.perSec(), k.ceiling, k.perSec()/k.ceiling, float64(n)/k.rclone.Seconds())
+			rep+1, k.perSec(), k.ceiling, k.ratio(), k.rclonePerSec())
 		reps = append(reps, k)
 	}
-	sum := summarise(reps, n)
+	sum := summarise(reps)
 	reportSmallJobs(r, w, o, sum, steps, inFlight)
 	if phases, err := s.phases(ctx, reps[0].ids, reps[0].sent); err == nil {
 		r.sections[len(r.sections)-1].notes = append(r.sections[len(r.sections)-1].notes, phases)
@@ -414,7 +414,9 @@ type smallRep struct {
 	rclone     time.Duration
 }
 
-func (k smallRep) perSec() float64 { return float64(len(k.ids)) / k.took.Seconds() }
+func (k smallRep) perSec() float64       { return float64(len(k.ids)) / k.took.Seconds() }
+func (k smallRep) rclonePerSec() float64 { return float64(len(k.ids)) / k.rclone.Seconds() }
+func (k smallRep) ratio() float64        { return k.perSec() / k.ceiling }
 
 // smallJobs publishes one job per file, waits for every SUCCEEDED row, and measures the batch.
 func (s *stack) smallJobs(ctx context.Context, meter cpuMeter, ids, files []string) (smallRep, error) {
@@ -468,14 +470,13 @@ type smallSummary struct {
 	cpu, ceilingCPU             cpuPerJob
 }
 
-func summarise(reps []smallRep, n int) smallSummary {
+func summarise(reps []smallRep) smallSummary {
 	var ks, cs, rs, rc, rr []float64
 	var lat []time.Duration
 	cpu, ccpu := cpuPerJob{}, cpuPerJob{}
 	for _, k := range reps {
-		rps := float64(n) / k.rclone.Seconds()
-		ks, cs, rs = append(ks, k.perSec()), append(cs, k.ceiling), append(rs, rps)
-		rc, rr = append(rc, k.perSec()/k.ceiling), append(rr, k.perSec()/rps)
+		ks, cs, rs = append(ks, k.perSec()), append(cs, k.ceiling), append(rs, k.rclonePerSec())
+		rc, rr = append(rc, k.ratio()), append(rr, k.perSec()/k.rclonePerSec())
 		lat = append(lat, k.lat...)
 		for name, v := range k.cpu {
 			cpu[name] += v / float64(len(reps))
@@ -496,8 +497,8 @@ func reportSmallJobs(r *report, w io.Writer, o options, sum smallSummary, steps,
 	var kruns, cruns, rruns, ratios []string
 	for _, k := range sum.reps {
 		kruns, cruns = append(kruns, fmt.Sprintf("%.1f", k.perSec())), append(cruns, fmt.Sprintf("%.1f", k.ceiling))
-		rruns = append(rruns, fmt.Sprintf("%.1f", float64(n)/k.rclone.Seconds()))
-		ratios = append(ratios, fmt.Sprintf("%.3f", k.perSec()/k.ceiling))
+		rruns = append(rruns, fmt.Sprintf("%.1f", k.rclonePerSec()))
+		ratios = append(ratios, fmt.Sprintf("%.3f", k.ratio()))
 	}
 	r.add(section{title: fmt.Sprintf("4. %d jobs of 64 KiB end to end, one worker", n),
 		table: [][]string{{"contender", "median jobs/s", "runs (jobs/s)", "p50 latency", "p99 latency", "kafkasync ÷ it (median of the runs' ratios)"},
