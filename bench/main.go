@@ -49,7 +49,7 @@ func main() {
 		only      = flag.String("only", "", "comma-separated contenders to run (default: all)")
 	)
 	flag.IntVar(&o.jobs, "jobs", 1000, "scenario 4: how many small jobs")
-	flag.IntVar(&o.warmup, "warmup", 200, "scenario 4: small jobs run first and not counted, so kafkasync is measured warm, as the engine ceiling after it is")
+	flag.IntVar(&o.warmup, "warmup", 1000, "scenario 4: small jobs run first and not counted, so kafkasync is measured warm, as the engine ceiling after it is")
 	flag.IntVar(&o.shards, "shards", 0, "pipeline scenarios: the Temporal server's history shards (0: devstack's default)")
 	cpuProfile := flag.String("cpuprofile", "", "write the bench process's CPU profile (worker, bridge, publisher) to this file")
 	flag.StringVar(&o.temporal, "temporal", "server", "pipeline scenarios: the Temporal server on PostgreSQL (server) or the in-memory dev server (dev)")

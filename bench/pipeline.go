@@ -133,24 +133,33 @@ func (s *stack) inProcess(ctx context.Context) (stop func(), err error) {
 }
 
 func (s *stack) publish(id, remote string) error {
-	_, _, err := s.prod.SendMessage(s.jobMessage(id, remote))
+	_, _, err := s.prod.SendMessage(s.jobMessage(id, remote, ""))
 	return err
 }
 
-func (s *stack) jobMessage(id, remote string) *sarama.ProducerMessage {
-	return &sarama.ProducerMessage{Topic: s.cfg.Kafka.JobsTopic, Key: sarama.StringEncoder(id),
-		Value: sarama.StringEncoder(fmt.Sprintf(`{"id":%q,"remote_path":%q}`, id, remote))}
+// jobMessage is the job message of one file; key "" leaves the object key to the remote path.
+func (s *stack) jobMessage(id, remote, key string) *sarama.ProducerMessage {
+	value := fmt.Sprintf(`{"id":%q,"remote_path":%q}`, id, remote)
+	if key != "" {
+		value = fmt.Sprintf(`{"id":%q,"remote_path":%q,"dest_key":%q}`, id, remote, key)
+	}
+	return &sarama.ProducerMessage{Topic: s.cfg.Kafka.JobsTopic, Key: sarama.StringEncoder(id), Value: sarama.StringEncoder(value)}
 }
 
 // publishBatched sends the job messages of many files as an upstream producer with a linger does:
 // publishBatch at a time, each batch one produce request, and returns when each batch was sent.
-func (s *stack) publishBatched(ids, remotes []string) (map[string]time.Time, error) {
+// keys, when not nil, names each file's object.
+func (s *stack) publishBatched(ids, remotes, keys []string) (map[string]time.Time, error) {
 	sent := make(map[string]time.Time, len(ids))
 	for i := 0; i < len(ids); i += publishBatch {
 		end := min(i+publishBatch, len(ids))
 		batch := make([]*sarama.ProducerMessage, 0, end-i)
 		for j := i; j < end; j++ {
-			batch = append(batch, s.jobMessage(ids[j], remotes[j]))
+			key := ""
+			if keys != nil {
+				key = keys[j]
+			}
+			batch = append(batch, s.jobMessage(ids[j], remotes[j], key))
 		}
 		at := time.Now()
 		if err := s.prod.SendMessages(batch); err != nil {
@@ -166,7 +175,7 @@ func (s *stack) publishBatched(ids, remotes []string) (map[string]time.Time, err
 // publishBatch is how many job messages the bench publishes in one produce request.
 const publishBatch = 20
 
-// waitSucceeded polls the audit table until every id is SUCCEEDED and returns their finish times.
+// waitSucceeded polls the audit table for the ids not yet finished until every id is SUCCEEDED and returns their finish times.
 // One job is timed by this wait, so it polls often; many are timed by their rows' finish times, so
 // it polls seldom, to keep its own queries out of the CPU the jobs are charged.
 func (s *stack) waitSucceeded(ctx context.Context, ids []string, timeout time.Duration) (map[string]time.Time, error) {
@@ -174,14 +183,17 @@ func (s *stack) waitSucceeded(ctx context.Context, ids []string, timeout time.Du
 	if len(ids) > 1 {
 		every = 500 * time.Millisecond
 	}
-	want := map[string]bool{}
-	for _, id := range ids {
-		want[id] = true
-	}
 	out := map[string]time.Time{}
 	deadline := time.Now().Add(timeout)
 	for len(out) < len(ids) {
-		rows, err := s.store.Pool().Query(ctx, `SELECT job_id, status, finished_at FROM jobs WHERE status IN ('SUCCEEDED','DEAD_LETTERED','FAILED')`)
+		var waiting []string
+		for _, id := range ids {
+			if _, ok := out[id]; !ok {
+				waiting = append(waiting, id)
+			}
+		}
+		rows, err := s.store.Pool().Query(ctx, `SELECT job_id, status, finished_at FROM jobs
+			WHERE job_id = ANY($1) AND status IN ('SUCCEEDED','DEAD_LETTERED','FAILED')`, waiting)
 		if err != nil {
 			return nil, err
 		}
@@ -192,15 +204,16 @@ func (s *stack) waitSucceeded(ctx context.Context, ids []string, timeout time.Du
 				rows.Close()
 				return nil, err
 			}
-			if want[id] {
-				if status != audit.StatusSucceeded {
-					rows.Close()
-					return nil, fmt.Errorf("job %s ended %s", id, status)
-				}
-				out[id] = *at
+			if status != audit.StatusSucceeded {
+				rows.Close()
+				return nil, fmt.Errorf("job %s ended %s", id, status)
 			}
+			out[id] = *at
 		}
 		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
 		if time.Now().After(deadline) {
 			return out, fmt.Errorf("%d of %d jobs finished after %s", len(out), len(ids), timeout)
 		}
@@ -327,7 +340,7 @@ func (s *stack) warmUp(ctx context.Context, n int, w io.Writer) error {
 		ids[i] = fmt.Sprintf("warm-up-%04d", i)
 	}
 	t0 := time.Now()
-	if _, err := s.publishBatched(ids, files); err != nil {
+	if _, err := s.publishBatched(ids, files, nil); err != nil {
 		return err
 	}
 	if _, err := s.waitSucceeded(ctx, ids, 10*time.Minute); err != nil {
@@ -367,11 +380,13 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 	var reps []smallRep
 	steps := 0
 	for rep := range max(o.reps, 1) {
-		ids := make([]string, n)
+		// Each repetition uploads new objects, as rclone does under its own prefix: a key already
+		// there would take the upload's other path (the PUT refused, a HEAD).
+		ids, keys := make([]string, n), make([]string, n)
 		for i := range n {
-			ids[i] = fmt.Sprintf("small-%d-%04d", rep+1, i)
+			ids[i], keys[i] = fmt.Sprintf("small-%d-%04d", rep+1, i), fmt.Sprintf("small-%d/f%04d.bin", rep+1, i)
 		}
-		k, err := s.smallJobs(ctx, meter, ids, files)
+		k, err := s.smallJobs(ctx, meter, ids, files, keys)
 		if err != nil {
 			return err
 		}
@@ -419,10 +434,10 @@ func (k smallRep) rclonePerSec() float64 { return float64(len(k.ids)) / k.rclone
 func (k smallRep) ratio() float64        { return k.perSec() / k.ceiling }
 
 // smallJobs publishes one job per file, waits for every SUCCEEDED row, and measures the batch.
-func (s *stack) smallJobs(ctx context.Context, meter cpuMeter, ids, files []string) (smallRep, error) {
+func (s *stack) smallJobs(ctx context.Context, meter cpuMeter, ids, files, keys []string) (smallRep, error) {
 	before := meter.sample()
 	t0 := time.Now()
-	sent, err := s.publishBatched(ids, files)
+	sent, err := s.publishBatched(ids, files, keys)
 	if err != nil {
 		return smallRep{}, err
 	}
