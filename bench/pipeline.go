@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
 	"github.com/kafkasync/kafkasync/activities"
@@ -222,6 +223,25 @@ func (s *stack) waitSucceeded(ctx context.Context, ids []string, timeout time.Du
 	return out, nil
 }
 
+// waitListed waits until the engine's visibility store lists as closed the n workflows whose ids
+// start with prefix. Its writes trail the workflows (each shard's visibility queue is read at
+// most once a second), so the contender after a batch would otherwise pay for the batch's last
+// visibility writes.
+func (s *stack) waitListed(ctx context.Context, prefix string, n int) error {
+	q := fmt.Sprintf(`WorkflowId STARTS_WITH %q AND ExecutionStatus != "Running"`, prefix)
+	deadline := time.Now().Add(5 * time.Minute)
+	for {
+		r, err := s.c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
+		if err == nil && r.GetCount() >= int64(n) {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("visibility lists %d of %d workflows %s… closed after 5 minutes (%v)", r.GetCount(), n, prefix, err)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+}
+
 func pipelineScenarios(ctx context.Context, o options, sshd *SSHD, dir string, r *report, w io.Writer) error {
 	s, err := startStack(ctx, o, sshd, dir)
 	if err != nil {
@@ -346,6 +366,9 @@ func (s *stack) warmUp(ctx context.Context, n int, w io.Writer) error {
 	if _, err := s.waitSucceeded(ctx, ids, 10*time.Minute); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
+	if err := s.waitListed(ctx, "file-warm-up-", n); err != nil {
+		return fmt.Errorf("warm-up: %w", err)
+	}
 	fmt.Fprintf(w, "  warm-up: %d jobs in %s, not counted\n", n, time.Since(t0).Round(time.Millisecond))
 	return nil
 }
@@ -390,6 +413,9 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 		if err != nil {
 			return err
 		}
+		if err := s.waitListed(ctx, fmt.Sprintf("file-small-%d-", rep+1), n); err != nil {
+			return err
+		}
 		if rep == 0 {
 			if steps, err = s.localActivities(ctx, "file-"+ids[0]); err != nil {
 				return err
@@ -401,6 +427,9 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 			return err
 		}
 		k.ceilingCPU = meter.perJob(before, meter.sample(), n)
+		if err := s.waitListed(ctx, fmt.Sprintf("file-ceiling-%d-", rep+1), n); err != nil {
+			return err
+		}
 		if k.rclone, err = rcloneSmall(ctx, s, sshd, srcDir, fmt.Sprintf("rclone-small-%d", rep+1)); err != nil {
 			return err
 		}
