@@ -465,6 +465,35 @@ func TestSmallFileInOneActivity(t *testing.T) {
 	}
 }
 
+// Small's first attempt takes the file as the stat before it saw it: a file whose time moved since
+// is refused as changed, to be retried, and not uploaded; one as the stat saw it is moved.
+func TestSmallFileFirstAttemptTakesTheStat(t *testing.T) {
+	b := setup(t)
+	const size = 64 << 10
+	sum := b.env.WriteFile(t, "small/seen.bin", size, 13)
+	seen := remoteMTime(t, b, "small/seen.bin")
+	in := activities.SmallInput{JobID: "small-seen", RemotePath: "/small/seen.bin", Size: size, ModTime: seen.Add(-time.Minute),
+		RangeSize: 1 << 20, MD5: sum, Key: "small/seen.bin"}
+	_, err := b.actEnv().ExecuteActivity(b.tr.Small, in)
+	var app *temporal.ApplicationError
+	if !errors.As(err, &app) || app.Type() != activities.ErrTypeRemoteChanged || activities.FailedStep(err) != "download" || app.NonRetryable() {
+		t.Fatalf("file newer than the stat saw: %v (step %q)", err, activities.FailedStep(err))
+	}
+	if _, err := b.tr.S3.HeadObject(context.Background(), &s3.HeadObjectInput{Bucket: aws.String(b.tr.Bucket), Key: aws.String(in.Key)}); err == nil {
+		t.Fatal("a file changed since its stat was uploaded")
+	}
+	in.ModTime = seen
+	v, err := b.actEnv().ExecuteActivity(b.tr.Small, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var r activities.SmallResult
+	v.Get(&r)
+	if r.MD5 != sum || !r.Download.ModTime.Equal(seen) || r.Upload.ObjectMD5 != sum {
+		t.Fatalf("file as the stat saw it: %+v", r)
+	}
+}
+
 // remoteMTime is the modification time the SFTP server reports for rel: whole seconds.
 func remoteMTime(t *testing.T, b *bundle, rel string) time.Time {
 	t.Helper()

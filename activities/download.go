@@ -107,7 +107,7 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 	if err != nil {
 		return DownloadResult{}, err
 	}
-	first, err := d.openFirst(ctx, slots)
+	first, err := d.openFirst(ctx, slots, nil)
 	if err != nil {
 		return DownloadResult{}, d.failed(ctx, err)
 	}
@@ -127,8 +127,8 @@ func (a *Transfer) Download(ctx context.Context, in DownloadInput) (_ DownloadRe
 
 // readWhole reads a small remote file whole into memory on one connection (the shared pool's when
 // the source has one), under the same slots, bandwidth, stall watchdog and change check as
-// Download, with no staging file: a retry reads it again.
-func (a *Transfer) readWhole(ctx context.Context, in DownloadInput) (_ []byte, _ DownloadResult, err error) {
+// Download, with no staging file: a retry reads it again. known is as openFirst's.
+func (a *Transfer) readWhole(ctx context.Context, in DownloadInput, known *remoteState) (_ []byte, _ DownloadResult, err error) {
 	start := time.Now()
 	metrics.ActiveDownloads.Inc()
 	defer func() { metrics.ActiveDownloads.Dec(); metrics.Observe("download", start, err) }()
@@ -145,7 +145,7 @@ func (a *Transfer) readWhole(ctx context.Context, in DownloadInput) (_ []byte, _
 	if err != nil {
 		return nil, DownloadResult{}, err
 	}
-	c, err := d.openFirst(ctx, slots)
+	c, err := d.openFirst(ctx, slots, known)
 	if err != nil {
 		return nil, DownloadResult{}, classify("download "+in.RemotePath, err)
 	}

@@ -111,8 +111,9 @@ func (c *connection) abortOn(ctx context.Context) (stop func()) {
 }
 
 // openFirst opens the attempt's first connection (the shared one, or one of its own) and the
-// remote file on it, and checks the file against the plan.
-func (d *download) openFirst(ctx context.Context, slots *slotSet) (*connection, error) {
+// remote file on it, and checks the file against the plan. known, when not nil, is the file as a
+// stat moments before saw it, taken instead of asking the server again.
+func (d *download) openFirst(ctx context.Context, slots *slotSet, known *remoteState) (*connection, error) {
 	var c *connection
 	var err error
 	if slots.shared {
@@ -123,11 +124,9 @@ func (d *download) openFirst(ctx context.Context, slots *slotSet) (*connection, 
 	if err != nil {
 		return nil, err
 	}
-	fi, err := c.rf.Stat()
-	if err == nil {
-		err = d.seeRemote(ctx, fi)
-	}
-	if err != nil {
+	if known != nil {
+		d.remote = *known
+	} else if err := d.statOpened(ctx, c); err != nil {
 		c.close()
 		return nil, err
 	}
@@ -135,6 +134,15 @@ func (d *download) openFirst(ctx context.Context, slots *slotSet) (*connection, 
 		c.close = chain(c.close, func() { slots.releaseConn(0) })
 	}
 	return c, nil
+}
+
+// statOpened checks the opened file against the plan.
+func (d *download) statOpened(ctx context.Context, c *connection) error {
+	fi, err := c.rf.Stat()
+	if err != nil {
+		return err
+	}
+	return d.seeRemote(ctx, fi)
 }
 
 // shared opens the remote file on a connection of the shared pool.

@@ -26,7 +26,9 @@ type SmallInput struct {
 	Bucket     string
 	RemotePath string
 	Size       int64
-	RangeSize  int64
+	// ModTime is the remote file's modification time as Stat saw it.
+	ModTime   time.Time
+	RangeSize int64
 	// Connections overrides the worker's default when > 0.
 	Connections int
 	// MD5 is the expected digest, or "".
@@ -71,7 +73,7 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (res SmallResult, e
 	}
 	defer mem.Release(max(in.Size, 1))
 	data, dl, err := a.readWhole(ctx, DownloadInput{JobID: in.JobID, Source: in.Source, RemotePath: in.RemotePath, Size: in.Size,
-		RangeSize: in.RangeSize, Connections: in.Connections})
+		RangeSize: in.RangeSize, Connections: in.Connections}, statSeen(ctx, in))
 	if err != nil {
 		return res, inStep(outer, ctx, "download", err)
 	}
@@ -88,6 +90,16 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (res SmallResult, e
 	}
 	res.Upload = up
 	return res, nil
+}
+
+// statSeen is the file as the stat before the first attempt saw it, milliseconds earlier: that
+// attempt opens the file without asking for its size and time again, and the check at its end
+// compares with the stat's. A retry asks, as the file may have changed since.
+func statSeen(ctx context.Context, in SmallInput) *remoteState {
+	if in.ModTime.IsZero() || !activity.IsActivity(ctx) || activity.GetInfo(ctx).Attempt > 1 {
+		return nil
+	}
+	return &remoteState{Size: in.Size, ModTime: in.ModTime.UTC()}
 }
 
 // smallBudget bounds the bytes of small files a worker holds at once.
