@@ -36,10 +36,11 @@ func New(c config.S3) (*s3.Client, error) {
 	}
 	access, secret := c.AccessKey, c.SecretKey.Reveal()
 	return s3.New(s3.Options{
-		HTTPClient:   hc,
-		BaseEndpoint: base,
-		Region:       c.Region,
-		UsePathStyle: c.PathStyle,
+		HTTPClient:         hc,
+		BaseEndpoint:       base,
+		EndpointResolverV2: newEndpointMemo(),
+		Region:             c.Region,
+		UsePathStyle:       c.PathStyle,
 		// A checksum only where the upload asks for one (parts: CRC32); a single PUT carries the
 		// verified MD5 as Content-MD5, and a second checksum would hash the bytes again.
 		RequestChecksumCalculation: aws.RequestChecksumCalculationWhenRequired,
