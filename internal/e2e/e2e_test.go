@@ -296,7 +296,7 @@ func TestPipelineEndToEnd(t *testing.T) {
 		`FileName = "` + path.Base(good[7].path) + `" AND FileSize = ` + strconv.FormatInt(good[7].size, 10): 1,
 	} {
 		var n int
-		for range 50 { // visibility lags the workflows a little
+		for range 150 { // visibility lags the workflows by up to a second per history shard
 			resp, err := p.client.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
 			if err != nil {
 				t.Fatalf("count %s: %v", q, err)

@@ -346,18 +346,12 @@ func (s *suite) ledger() {
 		t.Errorf("audit has %d job rows (%v), want %d", rows, err, len(s.want))
 	}
 
-	// Temporal: one workflow run per job.
-	runs := map[string]int{}
-	var token []byte
-	for {
-		resp, err := s.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: `WorkflowType = "FileTransfer"`, NextPageToken: token})
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, e := range resp.GetExecutions() {
-			runs[e.GetExecution().GetWorkflowId()]++
-		}
-		if token = resp.GetNextPageToken(); len(token) == 0 {
+	// Temporal: one workflow run per job, once the visibility store, which lags the workflows by up
+	// to a second per history shard, lists them all.
+	var runs map[string]int
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(200 * time.Millisecond) {
+		runs = s.listRuns(ctx)
+		if s.runsListed(runs) || time.Now().After(deadline) {
 			break
 		}
 	}
@@ -449,4 +443,32 @@ func headers(m *sarama.ConsumerMessage) map[string]string {
 		h[string(rh.Key)] = string(rh.Value)
 	}
 	return h
+}
+
+// listRuns counts the runs of each FileTransfer workflow the visibility store lists.
+func (s *suite) listRuns(ctx context.Context) map[string]int {
+	runs := map[string]int{}
+	var token []byte
+	for {
+		resp, err := s.c.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{Query: `WorkflowType = "FileTransfer"`, NextPageToken: token})
+		if err != nil {
+			s.t.Fatal(err)
+		}
+		for _, e := range resp.GetExecutions() {
+			runs[e.GetExecution().GetWorkflowId()]++
+		}
+		if token = resp.GetNextPageToken(); len(token) == 0 {
+			return runs
+		}
+	}
+}
+
+// runsListed says whether runs holds every job's runs.
+func (s *suite) runsListed(runs map[string]int) bool {
+	for id := range s.want {
+		if runs["file-"+id] < 1+s.replays[id] {
+			return false
+		}
+	}
+	return true
 }
