@@ -32,6 +32,7 @@ type options struct {
 	dir       string
 	k         kafkasyncSettings
 	jobs      int
+	smallReps int
 	warmup    int
 	shards    int
 	temporal  string
@@ -49,6 +50,7 @@ func main() {
 		only      = flag.String("only", "", "comma-separated contenders to run (default: all)")
 	)
 	flag.IntVar(&o.jobs, "jobs", 1000, "scenario 4: how many small jobs")
+	flag.IntVar(&o.smallReps, "small-reps", 5, "scenario 4: repetitions of kafkasync's jobs, the engine ceiling and rclone, one after the other; medians")
 	flag.IntVar(&o.warmup, "warmup", 1000, "scenario 4: small jobs run first and not counted, so kafkasync is measured warm, as the engine ceiling after it is")
 	flag.IntVar(&o.shards, "shards", 0, "pipeline scenarios: the Temporal server's history shards (0: devstack's default)")
 	cpuProfile := flag.String("cpuprofile", "", "write the bench process's CPU profile (worker, bridge, publisher) to this file")

@@ -402,7 +402,7 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 	inFlight := partitions * s.cfg.Kafka.StartsInFlight
 	var reps []smallRep
 	steps := 0
-	for rep := range max(o.reps, 1) {
+	for rep := range max(o.smallReps, 1) {
 		// Each repetition uploads new objects, as rclone does under its own prefix: a key already
 		// there would take the upload's other path (the PUT refused, a HEAD).
 		ids, keys := make([]string, n), make([]string, n)
@@ -549,7 +549,7 @@ func reportSmallJobs(r *report, w io.Writer, o options, sum smallSummary, steps,
 			{"kafkasync", fmt.Sprintf("%.1f", sum.jobsPerSec), strings.Join(kruns, ", "), sum.p50.Round(time.Millisecond).String(), sum.p99.Round(time.Millisecond).String(), ""},
 			{fmt.Sprintf("engine ceiling (no-op workflow, %d local activities)", steps), fmt.Sprintf("%.1f", sum.ceiling), strings.Join(cruns, ", "), "", "", fmt.Sprintf("**%.2f×** (runs %s)", sum.ratioCeiling, strings.Join(ratios, ", "))},
 			{"rclone copy (sftp → s3, 16 transfers)", fmt.Sprintf("%.1f", sum.rclone), strings.Join(rruns, ", "), "", "", fmt.Sprintf("**%.2f×**", sum.ratioRclone)}},
-		notes: []string{fmt.Sprintf("Measured after %d warm-up jobs of other files, not counted; then %d repetitions, each of kafkasync's %d jobs, the engine ceiling and rclone, one after the other. ", o.warmup, len(sum.reps), n) +
+		notes: []string{fmt.Sprintf("Measured after %d warm-up jobs of other files, not counted; then %d repetitions, each of kafkasync's %d jobs (to new object keys), the engine ceiling and rclone, one after the other, each once the engine's visibility store listed the batch before it closed. ", o.warmup, len(sum.reps), n) +
 			fmt.Sprintf("The job messages are published %d to a produce request. ", publishBatch) +
 			"Latency: from publishing the job message to the job's audit row turning SUCCEEDED, over the jobs of every repetition. Each kafkasync job is a " +
 			"durable workflow of one workflow task: the stat, the host claim, Small (download, verify and upload of a file up to " +
