@@ -26,7 +26,7 @@ type SmallInput struct {
 	Bucket     string
 	RemotePath string
 	Size       int64
-	// ModTime is the remote file's modification time as Stat saw it.
+	// ModTime is the remote file's modification time as Stat saw it; zero: ask the server.
 	ModTime   time.Time
 	RangeSize int64
 	// Connections overrides the worker's default when > 0.
@@ -92,9 +92,9 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (res SmallResult, e
 	return res, nil
 }
 
-// statSeen is the file as the stat before the first attempt saw it, milliseconds earlier: that
-// attempt opens the file without asking for its size and time again, and the check at its end
-// compares with the stat's. A retry asks, as the file may have changed since.
+// statSeen is the file as the stat before the first attempt saw it: that attempt opens the file
+// without asking for its size and time again, and the check at its end compares with the stat's,
+// so a file changed since is refused (retryable). A retry asks, as the file may have changed.
 func statSeen(ctx context.Context, in SmallInput) *remoteState {
 	if in.ModTime.IsZero() || !activity.IsActivity(ctx) || activity.GetInfo(ctx).Attempt > 1 {
 		return nil

@@ -49,13 +49,15 @@ func (c *ceiling) step(_ context.Context, id string, last bool) error {
 }
 
 // runCeiling starts n such workflows, inFlight at a time, their ids starting with prefix, and
-// returns their rate per second.
-func (s *stack) runCeiling(ctx context.Context, prefix string, n, steps, inFlight int) (float64, error) {
+// returns their rate per second and the CPU they took. Its worker runs until the engine lists
+// every one closed, so none is left waiting for a worker.
+func (s *stack) runCeiling(ctx context.Context, meter cpuMeter, prefix string, n, steps, inFlight int) (float64, cpuPerJob, error) {
+	before := meter.sample()
 	c := &ceiling{done: map[string]time.Time{}}
 	w := worker.New(s.c, ceilingQueue, workers.Options(5*time.Second))
 	w.RegisterWorkflowWithOptions(c.workflow, workflow.RegisterOptions{Name: "BenchCeiling"})
 	if err := w.Start(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	defer w.Stop()
 	ids := make(chan int)
@@ -86,7 +88,7 @@ func (s *stack) runCeiling(ctx context.Context, prefix string, n, steps, inFligh
 		return nil
 	})
 	if err := g.Wait(); err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
@@ -99,10 +101,11 @@ func (s *stack) runCeiling(ctx context.Context, prefix string, n, steps, inFligh
 		}
 		c.mu.Unlock()
 		if got == n {
-			return float64(n) / last.Sub(t0).Seconds(), nil
+			rate, cpu := float64(n)/last.Sub(t0).Seconds(), meter.perJob(before, meter.sample(), n)
+			return rate, cpu, s.waitListed(ctx, "file-"+prefix+"-", n)
 		}
 		if time.Now().After(deadline) {
-			return 0, fmt.Errorf("ceiling: %d of %d workflows done after 10 minutes", got, n)
+			return 0, nil, fmt.Errorf("ceiling: %d of %d workflows done after 10 minutes", got, n)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/IBM/sarama"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/api/workflowservice/v1"
 	"go.temporal.io/sdk/client"
 
@@ -176,9 +178,10 @@ func (s *stack) publishBatched(ids, remotes, keys []string) (map[string]time.Tim
 // publishBatch is how many job messages the bench publishes in one produce request.
 const publishBatch = 20
 
-// waitSucceeded polls the audit table for the ids not yet finished until every id is SUCCEEDED and returns their finish times.
-// One job is timed by this wait, so it polls often; many are timed by their rows' finish times, so
-// it polls seldom, to keep its own queries out of the CPU the jobs are charged.
+// waitSucceeded polls the audit table for the ids not yet finished until every id is SUCCEEDED,
+// and returns their finish times. One job is timed by this wait, so it polls often; many are timed
+// by their rows' finish times, so it polls seldom, to keep its own queries out of the CPU the jobs
+// are charged.
 func (s *stack) waitSucceeded(ctx context.Context, ids []string, timeout time.Duration) (map[string]time.Time, error) {
 	every := 20 * time.Millisecond
 	if len(ids) > 1 {
@@ -224,18 +227,20 @@ func (s *stack) waitSucceeded(ctx context.Context, ids []string, timeout time.Du
 }
 
 // waitListed waits until the engine's visibility store lists as closed the n workflows whose ids
-// start with prefix. Its writes trail the workflows (each shard's visibility queue is read at
-// most once a second), so the contender after a batch would otherwise pay for the batch's last
-// visibility writes.
+// start with prefix. Its writes trail the workflows (by up to a second per history shard), so the
+// contender after a batch would otherwise pay for the batch's last visibility writes.
 func (s *stack) waitListed(ctx context.Context, prefix string, n int) error {
 	q := fmt.Sprintf(`WorkflowId STARTS_WITH %q AND ExecutionStatus != "Running"`, prefix)
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		r, err := s.c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
-		if err == nil && r.GetCount() >= int64(n) {
+		var bad *serviceerror.InvalidArgument
+		switch {
+		case err == nil && r.GetCount() >= int64(n):
 			return nil
-		}
-		if time.Now().After(deadline) {
+		case ctx.Err() != nil || errors.As(err, &bad):
+			return fmt.Errorf("visibility query %s: %w", q, cmp.Or(ctx.Err(), err))
+		case time.Now().After(deadline):
 			return fmt.Errorf("visibility lists %d of %d workflows %s… closed after 5 minutes (%v)", r.GetCount(), n, prefix, err)
 		}
 		time.Sleep(200 * time.Millisecond)
@@ -421,13 +426,7 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 				return err
 			}
 		}
-		before := meter.sample()
-		k.ceiling, err = s.runCeiling(ctx, fmt.Sprintf("ceiling-%d", rep+1), n, steps, inFlight)
-		if err != nil {
-			return err
-		}
-		k.ceilingCPU = meter.perJob(before, meter.sample(), n)
-		if err := s.waitListed(ctx, fmt.Sprintf("file-ceiling-%d-", rep+1), n); err != nil {
+		if k.ceiling, k.ceilingCPU, err = s.runCeiling(ctx, meter, fmt.Sprintf("ceiling-%d", rep+1), n, steps, inFlight); err != nil {
 			return err
 		}
 		if k.rclone, err = rcloneSmall(ctx, s, sshd, srcDir, fmt.Sprintf("rclone-small-%d", rep+1)); err != nil {

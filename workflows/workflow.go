@@ -314,8 +314,11 @@ func (r *run) smallSteps(ctx workflow.Context, claim activities.HostClaim, st ac
 		}
 		var sr activities.SmallResult
 		summary := fmt.Sprintf("download, verify and upload %s (%d bytes) in memory on %s, round %d", r.in.Job.RemotePath, st.Size, claim.HostID, round)
-		in := activities.SmallInput{JobID: r.in.Job.ID, Source: r.in.Job.Source, Bucket: o.Bucket, RemotePath: r.in.Job.RemotePath, Size: st.Size, ModTime: st.ModTime,
+		in := activities.SmallInput{JobID: r.in.Job.ID, Source: r.in.Job.Source, Bucket: o.Bucket, RemotePath: r.in.Job.RemotePath, Size: st.Size,
 			RangeSize: o.RangeSize, Connections: o.Connections, MD5: r.in.Job.MD5, Key: r.in.Job.Key(), Trail: r.pending}
+		if round == 1 {
+			in.ModTime = st.ModTime // a later round looks at the file again
+		}
 		// An hour per attempt: the download may wait that long for a slot of the SFTP server's
 		// limits (the SDK keeps the workflow task alive meanwhile).
 		lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: time.Hour,

@@ -351,10 +351,9 @@ dynamicConfigClient:
 // services kept, as the defaults are. The visibility queues of all shards together are read once
 // a second, not up to twenty times a second each: a workflow that has closed by the time its start
 // is read gets one visibility write, its close, instead of two (the visibility table carries 73
-// indexes), and a small job mostly lasts less than a second under load (with each shard read once
-// a second, a quarter of them still got both). The list of workflows lags by up to a second per
-// shard. A read takes up to 1,000 tasks (100 by default), so the queues keep up with 1,000 tasks a
-// second: about 500 jobs a second.
+// indexes), and under load a small job lasts most of a second. The list of workflows lags by up
+// to a second per shard. A read takes up to 1,000 tasks (100 by default), so the queues keep up
+// with 1,000 tasks a second: about 500 jobs a second.
 const temporalDynamicConfig = `matching.numTaskqueueReadPartitions:
   - value: 1
 matching.numTaskqueueWritePartitions:

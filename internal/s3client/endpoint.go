@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"reflect"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -50,7 +51,8 @@ func (m *endpointMemo) ResolveEndpoint(ctx context.Context, p s3.EndpointParamet
 	return cloneEndpoint(e), nil
 }
 
-// paramsKey names the parameters the rules read: all but the key, prefix and copy source.
+// paramsKey names the parameters the rules read: all but the key, prefix and copy source (which
+// the rules of this SDK version never read; a new version's evalCondition needs the same check).
 func paramsKey(p s3.EndpointParameters) string {
 	p.Key, p.Prefix, p.CopySource = nil, nil, nil
 	v := reflect.ValueOf(p)
@@ -59,12 +61,12 @@ func paramsKey(p s3.EndpointParameters) string {
 		f := v.Field(i)
 		if f.Kind() == reflect.Pointer {
 			if f.IsNil() {
-				b.WriteString("-\x00")
+				b.WriteString("0,")
 				continue
 			}
 			f = f.Elem()
 		}
-		fmt.Fprint(&b, f.Interface(), "\x00")
+		b.WriteString("1" + strconv.Quote(fmt.Sprint(f.Interface())) + ",")
 	}
 	return b.String()
 }

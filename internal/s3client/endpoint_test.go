@@ -52,6 +52,11 @@ func TestEndpointMemoAnswersAsTheRules(t *testing.T) {
 	if n := len(memo.seen); n != 4 {
 		t.Fatalf("%d endpoints remembered, want one per bucket and options (4)", n)
 	}
+	for _, pair := range [][2]s3.EndpointParameters{{{}, {Bucket: aws.String("")}}, {{Bucket: aws.String("a,1b")}, {Bucket: aws.String("a"), Region: aws.String("b")}}} {
+		if paramsKey(pair[0]) == paramsKey(pair[1]) {
+			t.Fatalf("%+v and %+v share a memo entry", pair[0], pair[1])
+		}
+	}
 }
 
 // Each request gets its own auth options: the SDK rewrites them in place.
