@@ -49,8 +49,9 @@ func (c *ceiling) step(_ context.Context, id string, last bool) error {
 }
 
 // runCeiling starts n such workflows, inFlight at a time, their ids starting with prefix, and
-// returns their rate per second and the CPU they took. Its worker runs until the engine lists
-// every one closed, so none is left waiting for a worker.
+// returns their rate per second to the last one's last local activity, and the CPU they took
+// until the engine lists every one closed, as smallJobs does. Its worker runs until then, so none
+// is left waiting for a worker.
 func (s *stack) runCeiling(ctx context.Context, meter cpuMeter, prefix string, n, steps, inFlight int) (float64, cpuPerJob, error) {
 	before := meter.sample()
 	c := &ceiling{done: map[string]time.Time{}}
@@ -101,8 +102,10 @@ func (s *stack) runCeiling(ctx context.Context, meter cpuMeter, prefix string, n
 		}
 		c.mu.Unlock()
 		if got == n {
-			rate, cpu := float64(n)/last.Sub(t0).Seconds(), meter.perJob(before, meter.sample(), n)
-			return rate, cpu, s.waitListed(ctx, "file-"+prefix+"-", n)
+			if err := s.waitListed(ctx, "file-"+prefix+"-", n); err != nil {
+				return 0, nil, err
+			}
+			return float64(n) / last.Sub(t0).Seconds(), meter.perJob(before, meter.sample(), n), nil
 		}
 		if time.Now().After(deadline) {
 			return 0, nil, fmt.Errorf("ceiling: %d of %d workflows done after 10 minutes", got, n)
