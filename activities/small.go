@@ -94,7 +94,9 @@ func (a *Transfer) Small(ctx context.Context, in SmallInput) (res SmallResult, e
 
 // statSeen is the file as the stat before the first attempt saw it: that attempt opens the file
 // without asking for its size and time again, and the check at its end compares with the stat's,
-// so a file changed since is refused (retryable). A retry asks, as the file may have changed.
+// so a file changed since is refused (retryable). A retry asks, as the file may have changed. A
+// file swapped away and back, with the same size and time, before that check goes unseen, as
+// between any two stats; the job's MD5, when given, still checks the bytes.
 func statSeen(ctx context.Context, in SmallInput) *remoteState {
 	if in.ModTime.IsZero() || !activity.IsActivity(ctx) || activity.GetInfo(ctx).Attempt > 1 {
 		return nil
