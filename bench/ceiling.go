@@ -102,7 +102,7 @@ func (s *stack) runCeiling(ctx context.Context, meter cpuMeter, prefix string, n
 		}
 		c.mu.Unlock()
 		if got == n {
-			if err := s.waitListed(ctx, "file-"+prefix+"-", n); err != nil {
+			if err := s.waitListed(ctx, prefix+"-", n); err != nil {
 				return 0, nil, err
 			}
 			return float64(n) / last.Sub(t0).Seconds(), meter.perJob(before, meter.sample(), n), nil

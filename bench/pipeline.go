@@ -26,6 +26,7 @@ import (
 	"github.com/kafkasync/kafkasync/internal/config"
 	"github.com/kafkasync/kafkasync/internal/devstack"
 	"github.com/kafkasync/kafkasync/internal/faultproxy"
+	"github.com/kafkasync/kafkasync/internal/job"
 	"github.com/kafkasync/kafkasync/internal/kafkaconn"
 	"github.com/kafkasync/kafkasync/internal/samplefile"
 	"github.com/kafkasync/kafkasync/internal/testproc"
@@ -226,11 +227,11 @@ func (s *stack) waitSucceeded(ctx context.Context, ids []string, timeout time.Du
 	return out, nil
 }
 
-// waitListed waits until the engine's visibility store lists as closed the n workflows whose ids
-// start with prefix. Its writes trail the workflows (by up to a second per history shard), so the
-// contender after a batch would otherwise pay for the batch's last visibility writes.
+// waitListed waits until the engine's visibility store lists as closed the workflows of the n jobs
+// whose ids start with prefix. Its writes trail the workflows (by up to a second per history
+// shard), so the contender after a batch would otherwise pay for the batch's last visibility writes.
 func (s *stack) waitListed(ctx context.Context, prefix string, n int) error {
-	q := fmt.Sprintf(`WorkflowId STARTS_WITH %q AND ExecutionStatus != "Running"`, prefix)
+	q := fmt.Sprintf(`WorkflowId STARTS_WITH %q AND ExecutionStatus != "Running"`, job.Job{ID: prefix}.WorkflowID())
 	deadline := time.Now().Add(5 * time.Minute)
 	for {
 		r, err := s.c.CountWorkflow(ctx, &workflowservice.CountWorkflowExecutionsRequest{Query: q})
@@ -371,7 +372,7 @@ func (s *stack) warmUp(ctx context.Context, n int, w io.Writer) error {
 	if _, err := s.waitSucceeded(ctx, ids, 10*time.Minute); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
-	if err := s.waitListed(ctx, "file-warm-up-", n); err != nil {
+	if err := s.waitListed(ctx, "warm-up-", n); err != nil {
 		return fmt.Errorf("warm-up: %w", err)
 	}
 	fmt.Fprintf(w, "  warm-up: %d jobs in %s, not counted\n", n, time.Since(t0).Round(time.Millisecond))
@@ -410,16 +411,16 @@ func scenarioSmallJobs(ctx context.Context, o options, s *stack, sshd *SSHD, r *
 	for rep := range max(o.smallReps, 1) {
 		// Each repetition uploads new objects, as rclone does under its own prefix: a key already
 		// there would take the upload's other path (the PUT refused, a HEAD).
-		ids, keys := make([]string, n), make([]string, n)
+		prefix, keys := fmt.Sprintf("small-%d-", rep+1), make([]string, n)
 		for i := range n {
-			ids[i], keys[i] = fmt.Sprintf("small-%d-%04d", rep+1, i), fmt.Sprintf("small-%d/f%04d.bin", rep+1, i)
+			keys[i] = fmt.Sprintf("small-%d/f%04d.bin", rep+1, i)
 		}
-		k, err := s.smallJobs(ctx, meter, fmt.Sprintf("file-small-%d-", rep+1), ids, files, keys)
+		k, err := s.smallJobs(ctx, meter, prefix, files, keys)
 		if err != nil {
 			return err
 		}
 		if rep == 0 {
-			if steps, err = s.localActivities(ctx, "file-"+ids[0]); err != nil {
+			if steps, err = s.localActivities(ctx, job.Job{ID: k.ids[0]}.WorkflowID()); err != nil {
 				return err
 			}
 		}
@@ -458,10 +459,15 @@ func (k smallRep) perSec() float64       { return float64(len(k.ids)) / k.took.S
 func (k smallRep) rclonePerSec() float64 { return float64(len(k.ids)) / k.rclone.Seconds() }
 func (k smallRep) ratio() float64        { return k.perSec() / k.ceiling }
 
-// smallJobs publishes one job per file, waits for every SUCCEEDED row, and measures the batch: its
-// rate to the last SUCCEEDED row, its CPU until the engine lists every workflow closed (the
-// visibility writes that trail a batch are part of its cost), as the ceiling's.
-func (s *stack) smallJobs(ctx context.Context, meter cpuMeter, listed string, ids, files, keys []string) (smallRep, error) {
+// smallJobs publishes one job per file, their ids starting with prefix, waits for every SUCCEEDED
+// row, and measures the batch: its rate to the last SUCCEEDED row, its CPU until the engine lists
+// every workflow closed (the visibility writes that trail a batch are part of its cost), as the
+// ceiling's.
+func (s *stack) smallJobs(ctx context.Context, meter cpuMeter, prefix string, files, keys []string) (smallRep, error) {
+	ids := make([]string, len(files))
+	for i := range ids {
+		ids[i] = fmt.Sprintf("%s%04d", prefix, i)
+	}
 	before := meter.sample()
 	t0 := time.Now()
 	sent, err := s.publishBatched(ids, files, keys)
@@ -472,7 +478,7 @@ func (s *stack) smallJobs(ctx context.Context, meter cpuMeter, listed string, id
 	if err != nil {
 		return smallRep{}, err
 	}
-	if err := s.waitListed(ctx, listed, len(ids)); err != nil {
+	if err := s.waitListed(ctx, prefix, len(ids)); err != nil {
 		return smallRep{}, err
 	}
 	k := smallRep{ids: ids, sent: sent, cpu: meter.perJob(before, meter.sample(), len(ids))}

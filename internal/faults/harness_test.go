@@ -348,9 +348,7 @@ func (s *suite) ledger() {
 
 	// Temporal: one workflow run per job, once the visibility store, which lags the workflows, lists
 	// them all, and one lag later, so that a run too many would be listed too.
-	for deadline := time.Now().Add(30 * time.Second); !s.runsListed(s.listRuns(ctx)) && time.Now().Before(deadline); {
-		time.Sleep(200 * time.Millisecond)
-	}
+	s.waitFor("the visibility store to list every run", 30*time.Second, func() bool { return s.runsListed(s.listRuns(ctx)) })
 	time.Sleep(visibilityLag)
 	runs := s.listRuns(ctx)
 	for id := range s.want {
