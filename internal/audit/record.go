@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/kafkasync/kafkasync/internal/job"
 )
@@ -26,27 +25,17 @@ func (s *Store) RecordAfter(ctx context.Context, evs []Event) (added []Event, er
 	return s.record(ctx, evs, false)
 }
 
-// record writes the events of one run, with the job row they leave when moveJob. One batch ends in
-// one Sync, so PostgreSQL runs it as one implicit transaction: all of it or none, in one round
-// trip, with no BEGIN and COMMIT of its own.
+// record writes the events of one run, with the job row they leave when moveJob, in one
+// transaction, shared with other runs' writes under load.
 func (s *Store) record(ctx context.Context, evs []Event, moveJob bool) (added []Event, err error) {
 	if err := checkRun(evs); err != nil || len(evs) == 0 {
 		return nil, err
 	}
-	b := &pgx.Batch{}
-	if moveJob {
-		row, upd := foldEvents(evs)
-		b.Queue(qRecordJob, row.jobID, row.status, row.remotePath, row.size, row.md5Expected, row.md5Actual, row.bucket,
-			row.key, row.workflowID, row.runID, row.host, row.attempts, row.bytesPerSec, row.err, row.createdAt,
-			row.startedAt, row.finishedAt, row.updatedAt, row.source, evs[len(evs)-1].Seq,
-			upd.errSet, upd.err, upd.finishedSet, upd.finished, upd.firstStatus).Exec(func(pgconn.CommandTag) error { return nil })
-	}
-	queueEvents(b, evs, &added)
-	if err := s.pool.SendBatch(ctx, b).Close(); err != nil {
+	w := &write{evs: evs, moveJob: moveJob, done: make(chan struct{})}
+	if err := s.submit(ctx, w); err != nil {
 		return nil, err
 	}
-	slices.SortFunc(added, func(a, b Event) int { return a.Seq - b.Seq })
-	return added, nil
+	return w.added, nil
 }
 
 // checkRun accepts events of one run, each with a job id, a step and a known status.

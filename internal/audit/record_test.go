@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"reflect"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -175,5 +176,47 @@ func TestRecordAfterLeavesTheJobRow(t *testing.T) {
 	}
 	if _, err := s.RecordAfter(ctx, []audit.Event{{JobID: "j1", Step: "done_event", Status: "NOT_A_STATUS"}}); err == nil {
 		t.Fatal("an unknown status was accepted")
+	}
+}
+
+// Many runs writing at once share transactions, and a write PostgreSQL refuses fails alone: the
+// others land in full, and it leaves nothing behind.
+func TestConcurrentWritesFailAlone(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	at := time.Now().UTC().Truncate(time.Microsecond)
+	const n = 200
+	errs := make([]error, n)
+	added := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range n {
+		wg.Go(func() {
+			evs := events(at)
+			for j := range evs {
+				evs[j].JobID = fmt.Sprintf("c%03d", i)
+			}
+			if i%10 == 3 {
+				evs[2].Detail = "a NUL \x00 byte"
+			}
+			got, err := s.RecordAll(ctx, evs)
+			added[i], errs[i] = len(got), err
+		})
+	}
+	wg.Wait()
+	for i := range n {
+		id := fmt.Sprintf("c%03d", i)
+		evs, err := s.Events(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i%10 == 3 {
+			if errs[i] == nil || len(evs) != 0 {
+				t.Fatalf("%s: refused write returned %v, left %d events", id, errs[i], len(evs))
+			}
+			continue
+		}
+		if errs[i] != nil || added[i] != 3 || len(evs) != 3 {
+			t.Fatalf("%s: %v, %d added, %d events", id, errs[i], added[i], len(evs))
+		}
 	}
 }

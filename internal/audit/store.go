@@ -60,7 +60,8 @@ var ErrNotFound = errors.New("job not found")
 
 // Store reads and writes the audit tables. It is safe for concurrent use.
 type Store struct {
-	pool *pgxpool.Pool
+	pool  *pgxpool.Pool
+	group group
 }
 
 // Open connects to PostgreSQL. It does not migrate: call Migrate.

@@ -1,0 +1,116 @@
+package audit
+
+import (
+	"context"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// Concurrent runs' audit writes share transactions: a write that finds groupWriters batches in
+// flight waits for one of them to end and goes with the writes queued meanwhile, in one batch of
+// one implicit transaction. Under load that is one commit, one WAL flush and one round trip for
+// many jobs; alone, a write goes at once.
+const (
+	groupWriters = 2
+	groupMax     = 64
+	// groupTimeout bounds one batch; a caller gives up earlier with its own context.
+	groupTimeout = 30 * time.Second
+)
+
+// write is one caller's events, and what became of them.
+type write struct {
+	evs     []Event
+	moveJob bool
+	added   []Event
+	err     error
+	done    chan struct{}
+}
+
+// group queues writes for its writers.
+type group struct {
+	mu      sync.Mutex
+	queue   []*write
+	writers int
+}
+
+// submit queues w, starts a writer if fewer than groupWriters run, and waits for w's outcome. A
+// caller that gives up leaves its write to land or not: writes are idempotent.
+func (s *Store) submit(ctx context.Context, w *write) error {
+	g := &s.group
+	g.mu.Lock()
+	g.queue = append(g.queue, w)
+	if g.writers < groupWriters {
+		g.writers++
+		go s.drain()
+	}
+	g.mu.Unlock()
+	select {
+	case <-w.done:
+		return w.err
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// drain writes queued batches until the queue is empty.
+func (s *Store) drain() {
+	g := &s.group
+	for {
+		g.mu.Lock()
+		if len(g.queue) == 0 {
+			g.writers--
+			g.mu.Unlock()
+			return
+		}
+		n := min(len(g.queue), groupMax)
+		batch := slices.Clone(g.queue[:n])
+		g.queue = slices.Delete(g.queue, 0, n)
+		g.mu.Unlock()
+		s.writeGroup(batch)
+	}
+}
+
+// writeGroup writes the batch in one transaction. When that fails and it held more than one write,
+// each is written on its own, so one write's error is its own.
+func (s *Store) writeGroup(batch []*write) {
+	err := s.send(batch)
+	if err != nil && len(batch) > 1 {
+		for _, w := range batch {
+			w.added = nil
+			w.err = s.send([]*write{w})
+			close(w.done)
+		}
+		return
+	}
+	for _, w := range batch {
+		w.err = err
+		if err != nil {
+			w.added = nil
+		}
+		slices.SortFunc(w.added, func(a, b Event) int { return a.Seq - b.Seq })
+		close(w.done)
+	}
+}
+
+// send writes the writes' statements as one batch. One batch ends in one Sync, so PostgreSQL runs
+// it as one implicit transaction: all of it or none, in one round trip.
+func (s *Store) send(ws []*write) error {
+	ctx, cancel := context.WithTimeout(context.Background(), groupTimeout)
+	defer cancel()
+	b := &pgx.Batch{}
+	for _, w := range ws {
+		if w.moveJob {
+			row, upd := foldEvents(w.evs)
+			b.Queue(qRecordJob, row.jobID, row.status, row.remotePath, row.size, row.md5Expected, row.md5Actual, row.bucket,
+				row.key, row.workflowID, row.runID, row.host, row.attempts, row.bytesPerSec, row.err, row.createdAt,
+				row.startedAt, row.finishedAt, row.updatedAt, row.source, w.evs[len(w.evs)-1].Seq,
+				upd.errSet, upd.err, upd.finishedSet, upd.finished, upd.firstStatus).Exec(func(pgconn.CommandTag) error { return nil })
+		}
+		queueEvents(b, w.evs, &w.added)
+	}
+	return s.pool.SendBatch(ctx, b).Close()
+}
