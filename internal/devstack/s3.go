@@ -50,7 +50,9 @@ func StartS3(ctx context.Context, o S3Options) (*S3, error) {
 	}
 	addr := "127.0.0.1:" + strconv.Itoa(o.Port)
 	srv := &S3{Endpoint: "http://" + addr, AccessKey: o.AccessKey, SecretKey: o.SecretKey, Dir: objects}
-	args := []string{"--access", o.AccessKey, "--secret", o.SecretKey, "--port", addr, "--quiet", "posix"}
+	// Keep-alive, as S3 services have: versitygw otherwise closes every connection after one
+	// request, and each PUT of a small file would cost a new connection at both ends.
+	args := []string{"--access", o.AccessKey, "--secret", o.SecretKey, "--port", addr, "--quiet", "--keep-alive", "posix"}
 	if kept, _ := os.ReadDir(meta); len(kept) > 0 || !hasUserXattrs(objects) {
 		args = append(args, "--sidecar", meta)
 	}

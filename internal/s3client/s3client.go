@@ -3,6 +3,7 @@ package s3client
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"net/http"
@@ -26,14 +27,22 @@ func New(c config.S3) (*s3.Client, error) {
 	if c.Endpoint != "" {
 		base = aws.String(c.Endpoint)
 	}
-	var hc s3.HTTPClient
+	var tc *tls.Config
 	if c.CAFile != "" {
-		tc, err := config.TLS{Enable: true, CAFile: c.CAFile}.ClientConfig()
-		if err != nil {
+		var err error
+		if tc, err = (config.TLS{Enable: true, CAFile: c.CAFile}).ClientConfig(); err != nil {
 			return nil, fmt.Errorf("s3.ca_file: %w", err)
 		}
-		hc = awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) { tr.TLSClientConfig = tc })
 	}
+	// The client talks to one endpoint, with as many requests at once as a worker runs uploads:
+	// the SDK's default keeps 10 idle connections per host, and many small files at once would
+	// dial a new connection for most PUTs.
+	hc := awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+		tr.MaxIdleConnsPerHost = tr.MaxIdleConns
+		if tc != nil {
+			tr.TLSClientConfig = tc
+		}
+	})
 	access, secret := c.AccessKey, c.SecretKey.Reveal()
 	return s3.New(s3.Options{
 		HTTPClient:         hc,
