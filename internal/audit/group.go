@@ -2,6 +2,7 @@ package audit
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"sync"
 	"time"
@@ -23,6 +24,7 @@ const (
 
 // write is one caller's events, and what became of them.
 type write struct {
+	ctx     context.Context
 	evs     []Event
 	moveJob bool
 	added   []Event
@@ -70,15 +72,26 @@ func (s *Store) drain() {
 		batch := slices.Clone(g.queue[:n])
 		g.queue = slices.Delete(g.queue, 0, n)
 		g.mu.Unlock()
-		s.writeGroup(batch)
+		// A caller that gave up retries, or was cancelled: its write is not sent.
+		batch = slices.DeleteFunc(batch, func(w *write) bool {
+			if w.err = w.ctx.Err(); w.err != nil {
+				close(w.done)
+			}
+			return w.err != nil
+		})
+		if len(batch) > 0 {
+			s.writeGroup(batch)
+		}
 	}
 }
 
-// writeGroup writes the batch in one transaction. When that fails and it held more than one write,
-// each is written on its own, so one write's error is its own.
+// writeGroup writes the batch in one transaction. When PostgreSQL refuses it and it held more than
+// one write, each is written on its own, so one write's error is its own; any other failure (the
+// server away or slow) is every write's.
 func (s *Store) writeGroup(batch []*write) {
 	err := s.send(batch)
-	if err != nil && len(batch) > 1 {
+	var refused *pgconn.PgError
+	if errors.As(err, &refused) && len(batch) > 1 {
 		for _, w := range batch {
 			w.added = nil
 			w.err = s.send([]*write{w})

@@ -31,7 +31,7 @@ func (s *Store) record(ctx context.Context, evs []Event, moveJob bool) (added []
 	if err := checkRun(evs); err != nil || len(evs) == 0 {
 		return nil, err
 	}
-	w := &write{evs: evs, moveJob: moveJob, done: make(chan struct{})}
+	w := &write{ctx: ctx, evs: evs, moveJob: moveJob, done: make(chan struct{})}
 	if err := s.submit(ctx, w); err != nil {
 		return nil, err
 	}

@@ -2,6 +2,7 @@ package audit_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"reflect"
@@ -218,5 +219,26 @@ func TestConcurrentWritesFailAlone(t *testing.T) {
 		if errs[i] != nil || added[i] != 3 || len(evs) != 3 {
 			t.Fatalf("%s: %v, %d added, %d events", id, errs[i], added[i], len(evs))
 		}
+	}
+}
+
+// A write whose caller has given up is not sent.
+func TestAbandonedWriteIsNotSent(t *testing.T) {
+	s := open(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := s.RecordAll(ctx, events(time.Now().UTC())); !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled write: %v", err)
+	}
+	// A write queued after it has landed: the queue has passed it.
+	later := events(time.Now().UTC())
+	for i := range later {
+		later[i].JobID = "j2"
+	}
+	if _, err := s.RecordAll(context.Background(), later); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Events(context.Background(), "j1"); err != nil || len(got) != 0 {
+		t.Fatalf("a cancelled write left %d events, %v", len(got), err)
 	}
 }
