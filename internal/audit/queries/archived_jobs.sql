@@ -6,5 +6,7 @@ SELECT DISTINCT ON (j.s3_key COLLATE "C")
                  WHERE e.job_id = j.job_id AND e.step = 'queued' AND e.detail LIKE 'submitted by %' ORDER BY e.at LIMIT 1),
                 (SELECT 'watcher' FROM watch_files w WHERE w.job_id = j.job_id LIMIT 1)) AS announced_by
 FROM jobs j
-WHERE j.status = 'SUCCEEDED' AND j.s3_bucket = @bucket AND j.s3_key = ANY(@keys::text[])
+-- The keys compared in "C", the collation of the jobs_object index: compared in the column's own, the
+-- planner could not use it and read every row of the table once per key.
+WHERE j.status = 'SUCCEEDED' AND j.s3_bucket = @bucket AND j.s3_key COLLATE "C" = ANY(@keys::text[])
 ORDER BY j.s3_key COLLATE "C", j.finished_at DESC NULLS LAST, j.created_at DESC, j.job_id DESC
