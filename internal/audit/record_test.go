@@ -182,44 +182,74 @@ func TestRecordAfterLeavesTheJobRow(t *testing.T) {
 
 // Many runs writing at once share transactions, and a write PostgreSQL refuses fails alone: the
 // others land in full, and it leaves nothing behind.
-func TestConcurrentWritesFailAlone(t *testing.T) {
+func TestConcurrentWritesShareTransactionsAndFailAlone(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
 	at := time.Now().UTC().Truncate(time.Microsecond)
-	const n = 200
-	errs := make([]error, n)
-	added := make([]int, n)
-	var wg sync.WaitGroup
-	for i := range n {
-		wg.Go(func() {
-			evs := events(at)
-			for j := range evs {
-				evs[j].JobID = fmt.Sprintf("c%03d", i)
-			}
-			if i%10 == 3 {
-				evs[2].Detail = "a NUL \x00 byte"
-			}
-			got, err := s.RecordAll(ctx, evs)
-			added[i], errs[i] = len(got), err
-		})
-	}
-	wg.Wait()
-	for i := range n {
-		id := fmt.Sprintf("c%03d", i)
-		evs, err := s.Events(ctx, id)
-		if err != nil {
-			t.Fatal(err)
+	write := func(n int, refused func(i int) bool) []error {
+		errs := make([]error, n)
+		var wg sync.WaitGroup
+		for i := range n {
+			wg.Go(func() {
+				evs := events(at)
+				for j := range evs {
+					evs[j].JobID = fmt.Sprintf("c%d-%03d", n, i)
+				}
+				if refused(i) {
+					evs[2].Detail = "a NUL \x00 byte"
+				}
+				got, err := s.RecordAll(ctx, evs)
+				if err == nil && len(got) != 3 {
+					err = fmt.Errorf("%d events added", len(got))
+				}
+				errs[i] = err
+			})
 		}
+		wg.Wait()
+		return errs
+	}
+	const n = 200
+	for i, err := range write(n, func(int) bool { return false }) {
+		if err != nil {
+			t.Fatalf("write %d: %v", i, err)
+		}
+	}
+	batches, sent := waitIdle(t, s)
+	if sent != n || batches > n/2 {
+		t.Fatalf("%d writes went in %d batches: they should share them", sent, batches)
+	}
+	errs := write(n+1, func(i int) bool { return i%10 == 3 })
+	for i, err := range errs {
+		id := fmt.Sprintf("c%d-%03d", n+1, i)
+		evs, qerr := s.Events(ctx, id)
+		if qerr != nil {
+			t.Fatal(qerr)
+		}
+		_, jerr := s.Job(ctx, id)
 		if i%10 == 3 {
-			if errs[i] == nil || len(evs) != 0 {
-				t.Fatalf("%s: refused write returned %v, left %d events", id, errs[i], len(evs))
+			if err == nil || len(evs) != 0 || !errors.Is(jerr, audit.ErrNotFound) {
+				t.Fatalf("%s: refused write returned %v, left %d events and a job row (%v)", id, err, len(evs), jerr)
 			}
 			continue
 		}
-		if errs[i] != nil || added[i] != 3 || len(evs) != 3 {
-			t.Fatalf("%s: %v, %d added, %d events", id, errs[i], added[i], len(evs))
+		if err != nil || len(evs) != 3 || jerr != nil {
+			t.Fatalf("%s: %v, %d events, job %v", id, err, len(evs), jerr)
 		}
 	}
+}
+
+// waitIdle waits until the store's writers have nothing left, and returns what they sent.
+func waitIdle(t *testing.T, s *audit.Store) (batches, sent int) {
+	t.Helper()
+	for range 500 {
+		batches, sent, idle := s.GroupCounts()
+		if idle {
+			return batches, sent
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	t.Fatal("the audit writers did not become idle within 5 s")
+	return 0, 0
 }
 
 // A write whose caller has given up is not sent.
@@ -230,13 +260,8 @@ func TestAbandonedWriteIsNotSent(t *testing.T) {
 	if _, err := s.RecordAll(ctx, events(time.Now().UTC())); !errors.Is(err, context.Canceled) {
 		t.Fatalf("cancelled write: %v", err)
 	}
-	// A write queued after it has landed: the queue has passed it.
-	later := events(time.Now().UTC())
-	for i := range later {
-		later[i].JobID = "j2"
-	}
-	if _, err := s.RecordAll(context.Background(), later); err != nil {
-		t.Fatal(err)
+	if _, sent := waitIdle(t, s); sent != 0 {
+		t.Fatalf("%d writes sent for a cancelled one", sent)
 	}
 	if got, err := s.Events(context.Background(), "j1"); err != nil || len(got) != 0 {
 		t.Fatalf("a cancelled write left %d events, %v", len(got), err)
