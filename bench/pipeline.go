@@ -692,7 +692,7 @@ func scenarioMemory(ctx context.Context, o options, s *stack, r *report, w io.Wr
 	var rss []int64
 	for i, size := range []int64{small, large} {
 		if err := enoughDisk(s.dir, size); err != nil {
-			return fmt.Errorf("scenario 5: %w", err)
+			return err
 		}
 		src := filepath.Join(s.dir, "mem", fmt.Sprintf("f%d.bin", i))
 		if _, err := samplefile.Write(src, size, uint64(i)); err != nil {
