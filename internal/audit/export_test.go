@@ -6,3 +6,6 @@ func (s *Store) GroupCounts() (batches, sent int, idle bool) {
 	defer s.group.mu.Unlock()
 	return s.group.batches, s.group.sent, s.group.writers == 0 && len(s.group.queue) == 0
 }
+
+// ArchivedJobsSQL is the archive's key lookup as the store runs it.
+var ArchivedJobsSQL = qArchivedJobs

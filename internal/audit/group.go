@@ -47,9 +47,10 @@ type group struct {
 	batches, sent int
 }
 
-// submit queues w, starts a writer if fewer than groupWriters run, and waits for w's outcome. A
-// caller that gives up leaves its write to land or not: writes are idempotent.
-func (s *Store) submit(ctx context.Context, w *write) error {
+// submit queues w, starts a writer if fewer than groupWriters run, and waits for w's outcome or
+// the end of its caller's context. A caller that gives up before its write is sent leaves it
+// unsent; after, to land or not: writes are idempotent.
+func (s *Store) submit(w *write) error {
 	g := &s.group
 	g.mu.Lock()
 	g.queue = append(g.queue, w)
@@ -61,8 +62,8 @@ func (s *Store) submit(ctx context.Context, w *write) error {
 	select {
 	case <-w.done:
 		return w.err
-	case <-ctx.Done():
-		return ctx.Err()
+	case <-w.ctx.Done():
+		return w.ctx.Err()
 	}
 }
 

@@ -2,9 +2,10 @@ package audit_test
 
 import (
 	"context"
-	"os"
 	"strings"
 	"testing"
+
+	"github.com/kafkasync/kafkasync/internal/audit"
 )
 
 // The archive's lookup of a page of keys reads them through the jobs_object index, also in the
@@ -18,11 +19,7 @@ func TestArchivedJobsUsesTheObjectIndex(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer c.Release()
-	q, err := os.ReadFile("queries/archived_jobs.sql")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sql := strings.NewReplacer("@bucket", "$1", "@keys", "$2").Replace(string(q))
+	sql := strings.NewReplacer("@bucket", "$1", "@keys", "$2").Replace(audit.ArchivedJobsSQL)
 	for _, stmt := range []string{
 		`INSERT INTO jobs (job_id, status, remote_path, s3_bucket, s3_key, workflow_id, run_id, created_at, updated_at, source)
 		 SELECT 'p' || g, 'SUCCEEDED', '/in/f' || g, 'bucket', 'in/f' || g, 'file-p' || g, 'r', now(), now(), ''

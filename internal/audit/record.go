@@ -32,7 +32,7 @@ func (s *Store) record(ctx context.Context, evs []Event, moveJob bool) (added []
 		return nil, err
 	}
 	w := &write{ctx: ctx, evs: evs, moveJob: moveJob, done: make(chan struct{})}
-	if err := s.submit(ctx, w); err != nil {
+	if err := s.submit(w); err != nil {
 		return nil, err
 	}
 	return w.added, nil
